@@ -1,0 +1,80 @@
+//! The state-store port: items with revisions, conditional writes and all-or-nothing transactions —
+//! the shape DynamoDB offers, so SQLite and DynamoDB adapters keep the same semantics.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    /// Starts at 1 and grows by one with every write; the basis of optimistic concurrency.
+    pub rev: u64,
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Always,
+    NotExists,
+    /// The item exists with exactly this revision.
+    Rev(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Replaces the item; `expires_at` lets the store drop it after the retention period.
+    Put { value: serde_json::Value, expires_at: Option<DateTime<Utc>> },
+    Delete,
+    /// Adds `by` to the numeric field of an object item, creating item and field (from 0) as needed.
+    Add { field: String, by: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub pk: String,
+    pub sk: String,
+    pub op: WriteOp,
+    pub cond: Condition,
+}
+
+impl Write {
+    pub fn put(pk: impl Into<String>, sk: impl Into<String>, value: serde_json::Value, cond: Condition) -> Write {
+        Write { pk: pk.into(), sk: sk.into(), op: WriteOp::Put { value, expires_at: None }, cond }
+    }
+    pub fn add(pk: impl Into<String>, sk: impl Into<String>, field: &str, by: i64) -> Write {
+        Write { pk: pk.into(), sk: sk.into(), op: WriteOp::Add { field: field.to_string(), by }, cond: Condition::Always }
+    }
+    pub fn delete(pk: impl Into<String>, sk: impl Into<String>, cond: Condition) -> Write {
+        Write { pk: pk.into(), sk: sk.into(), op: WriteOp::Delete, cond }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Write number `index` of the transaction found its condition false; nothing was written.
+    #[error("condition failed on write {index} ({pk}/{sk})")]
+    ConditionFailed { index: usize, pk: String, sk: String },
+    #[error("state store unavailable: {source}")]
+    Unavailable {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("state item {pk}/{sk} is corrupt: {cause}")]
+    Corrupt { pk: String, sk: String, cause: String },
+}
+
+impl StateError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Unavailable { .. })
+    }
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StateError>;
+    /// Items of `pk` whose sort key starts with `sk_prefix`, ascending, after `start_after`.
+    async fn query(&self, pk: &str, sk_prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Vec<Item>, StateError>;
+    /// Applies every write or none (a failed condition aborts the whole transaction).
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StateError>;
+}
