@@ -1,0 +1,236 @@
+//! Message dispatch shared by every host, and the embedded runner: worker tasks over the local queues that
+//! drive one run to its commit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::fetch::{self, Handled};
+use super::messages::Message;
+use super::records::RunStatus;
+use super::runs::{self, counter, ItemEnd};
+use super::{plan, write, Engine, EngineError};
+use crate::ports::{ApiStats, Queue, Received};
+
+/// What to do with a delivered message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Delete it: done, stale, or its ticket recorded as failed.
+    Ack(String),
+    /// Leave it to come back after `after` (a transient error or an earlier step still in flight).
+    Retry { after: Duration, error: String },
+}
+
+/// Handles one message body. A ticket whose error is permanent — or transient but still failing after
+/// `max_attempts` deliveries — is recorded as failed with its cause (W2): reported, retried by the next run,
+/// and never blocking this one.
+pub async fn handle_message(engine: &Engine, body: &str, receive_count: u32) -> Disposition {
+    let msg = match Message::from_body(body) {
+        Ok(m) => m,
+        Err(e) => return Disposition::Ack(format!("dropped a malformed message ({e})")),
+    };
+    let result = match &msg {
+        Message::FetchPage { run_id, page, cursor, .. } => fetch::fetch_page(engine, run_id, *page, cursor.as_deref()).await,
+        Message::FetchTicket { run_id, item, ticket_id, listed_updated_at, .. } => {
+            fetch::fetch_ticket(engine, run_id, item, ticket_id, *listed_updated_at).await
+        }
+        Message::WriteTicket { run_id, item, ticket_id, snapshot_key, version, .. } => {
+            write::write_ticket(engine, run_id, item, ticket_id, snapshot_key.as_deref(), *version).await
+        }
+    };
+    match result {
+        Ok(Handled::Done(s)) | Ok(Handled::Stale(s)) => Disposition::Ack(s),
+        Err(e) => {
+            let error = e.to_string();
+            let ticket_item = match &msg {
+                Message::FetchTicket { run_id, item, ticket_id, .. } | Message::WriteTicket { run_id, item, ticket_id, .. } => {
+                    Some((run_id.clone(), item.clone(), ticket_id.clone()))
+                }
+                Message::FetchPage { .. } => None,
+            };
+            let busy = matches!(e, EngineError::Busy(_));
+            let give_up = !e.is_retryable() || (!busy && receive_count >= engine.settings.max_attempts);
+            match ticket_item {
+                Some((run_id, item, ticket_id)) if give_up => {
+                    let cause = if e.is_retryable() { format!("gave up after {receive_count} attempts: {error}") } else { error.clone() };
+                    tracing::warn!(ticket = %ticket_id, run = %run_id, cause = %cause, "ticket failed");
+                    match runs::end_item(engine, &run_id, &item, &ticket_id, ItemEnd::Failed { cause }).await {
+                        Ok(_) => Disposition::Ack(format!("ticket {ticket_id} recorded as failed")),
+                        Err(e2) => Disposition::Retry { after: backoff(receive_count), error: format!("{error}; recording the failure: {e2}") },
+                    }
+                }
+                Some((run_id, item, _)) => {
+                    if !busy {
+                        let _ = runs::note_error(engine, &run_id, &item, &error).await;
+                    }
+                    Disposition::Retry { after: if busy { Duration::from_millis(200) } else { backoff(receive_count) }, error }
+                }
+                None if !e.is_retryable() => {
+                    // A listing page that can never be read: keep it for the dead-letter queue and the operator.
+                    tracing::error!(message = %msg.describe(), error = %error, "listing page failed permanently");
+                    Disposition::Retry { after: backoff(receive_count), error }
+                }
+                None => Disposition::Retry { after: if busy { Duration::from_millis(200) } else { backoff(receive_count) }, error },
+            }
+        }
+    }
+}
+
+fn backoff(receive_count: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1u64 << receive_count.min(6));
+    Duration::from_millis(ms.min(10_000))
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub workers: usize,
+    pub visibility: Duration,
+    /// How long queues may stay empty while the run is open before its work is re-enqueued.
+    pub stall_after: Duration,
+    /// How many re-enqueues without progress before the run is declared stuck.
+    pub max_stalls: u32,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig { workers: 8, visibility: Duration::from_secs(15), stall_after: Duration::from_secs(2), max_stalls: 3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub listed: i64,
+    pub outstanding: i64,
+    pub written: i64,
+    pub failed: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriveOutcome {
+    Committed,
+    /// The run is still open and nothing moves: its remaining work sits in a dead-letter queue.
+    Stuck { dead_letters: u64 },
+}
+
+/// Works the queues until `run_id` commits. Used by `migrate` and `schedule` in embedded mode.
+pub async fn drive(engine: &Engine, run_id: &str, cfg: &RunnerConfig, on_progress: &(dyn Fn(&Progress) + Sync)) -> Result<DriveOutcome, EngineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let src_before = engine.source.api_stats();
+    let tgt_before = engine.target.api_stats();
+    let mut handles = Vec::new();
+    for w in 0..cfg.workers.max(1) {
+        let mut e = engine.clone();
+        // Each worker is its own lease owner, so two workers never write one ticket at once.
+        e.instance = format!("{}-w{w}", engine.instance);
+        let stop = stop.clone();
+        let vis = cfg.visibility;
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let mut worked = work_one(&e, e.write_queue.as_ref(), vis).await;
+                worked |= work_one(&e, e.fetch_queue.as_ref(), vis).await;
+                if !worked {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let outcome = monitor(engine, run_id, cfg, on_progress).await;
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    record_api_stats(engine, run_id, src_before, tgt_before).await?;
+    outcome
+}
+
+async fn monitor(engine: &Engine, run_id: &str, cfg: &RunnerConfig, on_progress: &(dyn Fn(&Progress) + Sync)) -> Result<DriveOutcome, EngineError> {
+    let mut idle_since: Option<Instant> = None;
+    let mut stalls = 0u32;
+    let mut last_outstanding = i64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let c = runs::counters(engine, run_id).await?;
+        let g = |k: &str| c.get(k).copied().unwrap_or(0);
+        let outstanding = g(counter::OUTSTANDING);
+        on_progress(&Progress {
+            listed: g(counter::LISTED),
+            outstanding,
+            written: g(counter::CREATED) + g(counter::UPDATED) + g(counter::UNCHANGED) + g(counter::DELETED),
+            failed: g(counter::FAILED),
+        });
+        let Some((run, _)) = runs::load_run(engine, run_id).await? else {
+            return Err(EngineError::BadMessage(format!("no run {run_id}")));
+        };
+        if run.status != RunStatus::Open {
+            return Ok(DriveOutcome::Committed);
+        }
+        if outstanding < last_outstanding {
+            stalls = 0;
+            last_outstanding = outstanding;
+        }
+        let depth_f = engine.fetch_queue.depth().await?;
+        let depth_w = engine.write_queue.depth().await?;
+        if depth_f.total() + depth_w.total() > 0 {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < cfg.stall_after {
+            continue;
+        }
+        idle_since = None;
+        if stalls >= cfg.max_stalls {
+            let dead = engine.fetch_queue.dead_letters(10_000).await?.len() + engine.write_queue.dead_letters(10_000).await?.len();
+            return Ok(DriveOutcome::Stuck { dead_letters: dead as u64 });
+        }
+        stalls += 1;
+        tracing::info!(run = run_id, "queues drained but the run is open: re-enqueueing its remaining work");
+        plan::ensure_progress(engine, run_id).await?;
+    }
+}
+
+async fn work_one(engine: &Engine, queue: &dyn Queue, visibility: Duration) -> bool {
+    let batch: Vec<Received> = match queue.receive(1, visibility, Duration::ZERO).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(queue = queue.name(), error = %e, "receive failed");
+            return false;
+        }
+    };
+    let worked = !batch.is_empty();
+    for m in batch {
+        match handle_message(engine, &m.body, m.receive_count).await {
+            Disposition::Ack(what) => {
+                tracing::debug!(what = %what, "done");
+                if let Err(e) = queue.delete(&m.receipt).await {
+                    tracing::warn!(queue = queue.name(), error = %e, "delete failed; the message will be delivered again");
+                }
+            }
+            Disposition::Retry { after, error } => {
+                tracing::debug!(error = %error, "will retry");
+                let _ = queue.change_visibility(&m.receipt, after).await;
+            }
+        }
+    }
+    worked
+}
+
+/// Adds this process's API calls for the run to the run's counters (the report shows them per side).
+pub async fn record_api_stats(engine: &Engine, run_id: &str, src_before: ApiStats, tgt_before: ApiStats) -> Result<(), EngineError> {
+    let s = engine.source.api_stats().since(&src_before);
+    let t = engine.target.api_stats().since(&tgt_before);
+    let pk = super::records::run_pk(run_id);
+    let w = |f: &str, v: u64| crate::ports::state::Write::add(&pk, super::records::COUNTERS, f, v as i64);
+    engine
+        .state
+        .transact(vec![
+            w("source_calls", s.calls),
+            w("source_throttled", s.throttled),
+            w("source_retries", s.retries),
+            w("target_calls", t.calls),
+            w("target_throttled", t.throttled),
+            w("target_retries", t.retries),
+        ])
+        .await?;
+    Ok(())
+}
