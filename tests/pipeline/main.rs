@@ -1,1 +1,4 @@
-//! pipeline tests
+//! Whole-pipeline tests: the embedded engine against Zendesk simulators on port 0. Each test names the
+//! guarantee it checks (W1–W4 watermark protocol, U1–U5 upsert protocol; see README "Guarantees").
+
+mod e2e;

@@ -1,0 +1,254 @@
+//! Connector-neutral HTTP plumbing: the internal error type (converted into each port's error enum at the
+//! port boundary), the retry policy, `Retry-After` parsing, query encoding and byte-counting streams.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltadesk_core::ports::{ApiCounters, ByteStream, SourceError, TargetError};
+use futures::StreamExt;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong talking to a help desk, before it is phrased as a source or target error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// Connection failures, timeouts, 5xx after the retries.
+    #[error("{context}: unavailable: {source}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    /// 429 after the retries (or at once for requests that cannot be replayed).
+    #[error("{context}: throttled, retry after {retry_after:?}")]
+    Throttled {
+        context: String,
+        retry_after: Duration,
+    },
+    /// 401/403.
+    #[error("{0}")]
+    Auth(String),
+    /// 404; callers that expect it turn it into `None`/`Ok`.
+    #[error("{context}: not found")]
+    NotFound { context: String },
+    /// Any other 4xx.
+    #[error("{context}: HTTP {status}: {message}")]
+    Rejected {
+        context: String,
+        status: u16,
+        message: String,
+    },
+    /// A response or record that does not have the documented shape.
+    #[error("{record}: {cause}")]
+    Malformed { record: String, cause: String },
+}
+
+impl From<ApiError> for SourceError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Unavailable { context, source } => {
+                SourceError::Unavailable { context, source }
+            }
+            ApiError::Throttled {
+                context,
+                retry_after,
+            } => SourceError::Throttled {
+                context,
+                retry_after,
+            },
+            ApiError::Auth(m) => SourceError::Auth(m),
+            ApiError::NotFound { context } => SourceError::Rejected {
+                context,
+                status: 404,
+                message: "not found".into(),
+            },
+            ApiError::Rejected {
+                context,
+                status,
+                message,
+            } => SourceError::Rejected {
+                context,
+                status,
+                message,
+            },
+            ApiError::Malformed { record, cause } => SourceError::Malformed { record, cause },
+        }
+    }
+}
+
+impl From<ApiError> for TargetError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Unavailable { context, source } => {
+                TargetError::Unavailable { context, source }
+            }
+            ApiError::Throttled {
+                context,
+                retry_after,
+            } => TargetError::Throttled {
+                context,
+                retry_after,
+            },
+            ApiError::Auth(m) => TargetError::Auth(m),
+            ApiError::NotFound { context } => TargetError::Rejected {
+                context,
+                status: 404,
+                message: "not found".into(),
+            },
+            ApiError::Rejected {
+                context,
+                status,
+                message,
+            } => TargetError::Rejected {
+                context,
+                status,
+                message,
+            },
+            // The target has no "malformed" variant: an answer we cannot read is a refusal we cannot act on.
+            ApiError::Malformed { record, cause } => TargetError::Rejected {
+                context: format!("reading {record}"),
+                status: 200,
+                message: format!("unexpected response: {cause}"),
+            },
+        }
+    }
+}
+
+/// Retry policy: 429 honours `Retry-After` up to a cap; 5xx, timeouts and connection errors back off by
+/// doubling from `base_backoff` (no jitter); at most `max_retries` retries per request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    pub max_retries: u32,
+    pub max_retry_after: Duration,
+    pub base_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based) after a 5xx or transport error.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.base_backoff.saturating_mul(1u32 << retry.min(16))
+    }
+
+    /// The wait a 429 asks for, capped.
+    pub fn throttle_wait(&self, retry_after: Duration) -> Duration {
+        retry_after.min(self.max_retry_after)
+    }
+}
+
+/// `Retry-After` in seconds (HTTP dates are not used by the help desks we talk to); 1 s if absent or unreadable.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+        .unwrap_or(Duration::from_secs(1))
+}
+
+/// The human part of an error body: `error` and `description` of a JSON body, else the start of the text.
+pub(crate) fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let field = |k: &str| match v.get(k) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Object(o)) => o
+                .get("title")
+                .or(o.get("message"))
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        match (field("error"), field("description")) {
+            (Some(e), Some(d)) => return format!("{e}: {d}"),
+            (Some(e), None) => return e,
+            (None, Some(d)) => return d,
+            (None, None) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".into();
+    }
+    text.chars().take(200).collect()
+}
+
+/// Percent-encodes a query value or path segment (RFC 3986 unreserved characters pass through).
+pub(crate) fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Builds a query string from literal keys (may contain `[]`) and encoded values.
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A response body as a [`ByteStream`], counting bytes into `bytes_in`.
+pub(crate) fn counted_download(resp: reqwest::Response, counters: Arc<ApiCounters>) -> ByteStream {
+    Box::pin(resp.bytes_stream().map(move |chunk| match chunk {
+        Ok(b) => {
+            counters
+                .bytes_in
+                .fetch_add(b.len() as u64, Ordering::Relaxed);
+            Ok(b)
+        }
+        Err(e) => Err(std::io::Error::other(e.without_url())),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            max_retry_after: Duration::from_secs(120),
+            base_backoff: Duration::from_millis(200),
+        };
+        assert_eq!(p.backoff(0), Duration::from_millis(200));
+        assert_eq!(p.backoff(1), Duration::from_millis(400));
+        assert_eq!(p.backoff(3), Duration::from_millis(1600));
+        assert_eq!(
+            p.throttle_wait(Duration::from_secs(600)),
+            Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn error_message_prefers_error_and_description() {
+        assert_eq!(
+            error_message(br#"{"error":"RecordInvalid","description":"Status: closed prevents ticket update"}"#),
+            "RecordInvalid: Status: closed prevents ticket update"
+        );
+        assert_eq!(
+            error_message(br#"{"error":"Couldn't authenticate you"}"#),
+            "Couldn't authenticate you"
+        );
+        assert_eq!(error_message(b"  oops "), "oops");
+        assert_eq!(error_message(b""), "(empty body)");
+    }
+
+    #[test]
+    fn query_values_are_encoded_keys_kept() {
+        assert_eq!(
+            query(&[("page[size]", "100"), ("external_id", "zd:1 &x")]),
+            "page[size]=100&external_id=zd%3A1%20%26x"
+        );
+    }
+}
