@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::messages::Message;
 use super::records::*;
-use super::runs::{self, counter, load_migration, load_run};
+use super::runs::{self, load_migration, load_run};
 use super::{Engine, EngineError};
 use crate::ports::state::{Condition, StateError, Write};
 use crate::window::RunKind;
@@ -81,7 +81,6 @@ pub async fn plan_window(engine: &Engine, kind: RunKind, restart_full: bool) -> 
         let mut writes = vec![
             put_if(&mig_pk(&engine.migration), META, &mig, mig_rev),
             Write::put(run_pk(&run_id), META, encode(&run), Condition::NotExists),
-            Write::put(run_pk(&run_id), COUNTERS, serde_json::json!({ counter::OUTSTANDING: 0 }), Condition::NotExists),
             Write::put(mig_pk(&engine.migration), run_index_sk(now, &run_id), encode(&run), Condition::NotExists),
         ];
         if let Some((mut old, rev)) = abandon {

@@ -27,6 +27,7 @@ pub enum WriteOp {
     Put { value: serde_json::Value, expires_at: Option<DateTime<Utc>> },
     Delete,
     /// Adds each delta to a numeric field of an object item, creating item and fields (from 0) as needed.
+    /// The engine uses `Add` only on counter items it never `Put`s, so adapters may store counters apart.
     Add { deltas: Vec<(String, i64)> },
 }
 
