@@ -31,6 +31,8 @@ pub struct Opts {
     pub visibility: Duration,
     pub lease_ttl: Duration,
     pub max_attempts: u32,
+    /// The target connector's attachment limit (None: the connector's default).
+    pub target_max_attachment_bytes: Option<u64>,
 }
 
 impl Default for Opts {
@@ -45,6 +47,7 @@ impl Default for Opts {
             visibility: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(3),
             max_attempts: 3,
+            target_max_attachment_bytes: None,
         }
     }
 }
@@ -81,7 +84,11 @@ impl Harness {
     /// inject faults around the real target connector and queues.
     pub fn new_engine(&self, wrap_target: Option<&dyn Fn(Arc<dyn HelpDeskTarget>) -> Arc<dyn HelpDeskTarget>>, wrap_queue: Option<&dyn Fn(Arc<dyn Queue>) -> Arc<dyn Queue>>) -> Engine {
         let source = build_source(&zendesk(&self.source.base_url(), self.opts.lag)).expect("source");
-        let mut target = build_target(&zendesk(&self.target.base_url(), self.opts.lag)).expect("target");
+        let mut tcfg = serde_json::json!({ "kind": "zendesk", "base_url": self.target.base_url(), "publication_lag_secs": self.opts.lag.as_secs() });
+        if let Some(max) = self.opts.target_max_attachment_bytes {
+            tcfg["max_attachment_bytes"] = max.into();
+        }
+        let mut target = build_target(&serde_json::from_value(tcfg).expect("target config")).expect("target");
         if let Some(w) = wrap_target {
             target = w(target);
         }
@@ -122,6 +129,35 @@ impl Harness {
 
     pub async fn migration(&self) -> MigrationState {
         runs::load_migration(&self.engine).await.expect("migration").0
+    }
+
+    /// Live source tickets as (id, updated_at), from the simulator's own state.
+    pub fn source_tickets(&self) -> Vec<(u64, chrono::DateTime<chrono::Utc>)> {
+        let snap = self.source.snapshot();
+        snap["tickets"]
+            .as_array()
+            .expect("tickets")
+            .iter()
+            .filter(|t| !t["deleted"].as_bool().unwrap_or(false))
+            .map(|t| {
+                let at = chrono::DateTime::parse_from_rfc3339(t["updated_at"].as_str().expect("updated_at")).expect("time").with_timezone(&chrono::Utc);
+                (t["id"].as_u64().expect("id"), at)
+            })
+            .collect()
+    }
+
+    pub async fn verify_tickets(&self, ids: &[u64]) -> VerifyReport {
+        let ids: Vec<deltadesk_core::model::TicketId> = ids.iter().map(|i| deltadesk_core::model::TicketId(i.to_string())).collect();
+        deltadesk_core::engine::verify::verify_tickets(self.engine.source.as_ref(), self.engine.target.as_ref(), &self.engine.settings.source_ref_prefix, &ids, 4)
+            .await
+            .expect("verify")
+    }
+
+    /// The target's copy of a source ticket, read back in canonical form.
+    pub async fn target_copy(&self, source_id: u64) -> Ticket {
+        let ids = self.target_ids(source_id).await;
+        assert_eq!(ids.len(), 1, "source ticket {source_id} has {} target tickets", ids.len());
+        self.engine.target.read_ticket(&ids[0]).await.expect("read").expect("exists")
     }
 
     /// Target ticket ids carrying the source reference of `source_id`.
@@ -286,5 +322,27 @@ impl Queue for Duplicating {
     }
     async fn dead_letters(&self, max: usize) -> Result<Vec<String>, QueueError> {
         self.inner.dead_letters(max).await
+    }
+}
+
+/// A clock the test sets by hand, to check the watermark rules at given instants.
+pub struct FixedClock(pub Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl FixedClock {
+    pub fn at(s: &str) -> Arc<FixedClock> {
+        Arc::new(FixedClock(Mutex::new(parse_time(s))))
+    }
+    pub fn set(&self, s: &str) {
+        *self.0.lock().unwrap() = parse_time(s);
+    }
+}
+
+pub fn parse_time(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&chrono::Utc)
+}
+
+impl deltadesk_core::engine::Clock for FixedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
     }
 }

@@ -51,7 +51,9 @@ pub async fn fetch_page(engine: &Engine, run_id: &str, page: u64, cursor: Option
             continue;
         }
         in_window += 1;
-        if already_written(engine, &change.ticket_id, change.updated_at, change.deleted).await? {
+        // A ticket carried over as a retry is already in this run and will be read at its latest state.
+        let retrying = engine.state.get(&run_pk(run_id), &item_sk(&change.ticket_id, "retry")).await?.is_some();
+        if retrying || already_written(engine, &change.ticket_id, change.updated_at, change.deleted).await? {
             skipped += 1;
             continue;
         }

@@ -110,6 +110,49 @@ pub async fn verify(source: &dyn HelpDeskSource, target: &dyn HelpDeskTarget, so
     Ok(report)
 }
 
+/// Verifies only the given source tickets (each must exist in the target exactly once and match).
+/// Used to check the watermark promise (W1) while agents keep changing other tickets.
+pub async fn verify_tickets(
+    source: &dyn HelpDeskSource,
+    target: &dyn HelpDeskTarget,
+    source_ref_prefix: &str,
+    ids: &[TicketId],
+    concurrency: usize,
+) -> Result<VerifyReport, EngineError> {
+    let mut report = VerifyReport { source_tickets: ids.len(), ..Default::default() };
+    let found: Vec<(TicketId, Vec<TargetId>)> = futures::stream::iter(ids.iter().cloned())
+        .map(|sid| async move {
+            let tids = target.find_by_source_ref(&format!("{source_ref_prefix}{sid}")).await?;
+            Ok::<_, EngineError>((sid, tids))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut pairs = Vec::new();
+    for (sid, mut tids) in found {
+        tids.sort();
+        report.target_tickets += tids.len();
+        match tids.len() {
+            0 => report.missing.push(sid.0.clone()),
+            1 => pairs.push((sid, tids[0].clone())),
+            _ => report.duplicated.push(format!("ticket {sid}: {} target tickets ({})", tids.len(), join(&tids))),
+        }
+    }
+    let results: Vec<(Vec<String>, usize, usize)> = futures::stream::iter(pairs)
+        .map(|(sid, tid)| async move { compare_one(source, target, &sid, &tid).await })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    for (diffs, comments, atts) in results {
+        report.mismatched.extend(diffs);
+        report.comments_checked += comments;
+        report.attachments_checked += atts;
+    }
+    report.missing.sort();
+    report.mismatched.sort();
+    Ok(report)
+}
+
 fn join(ids: &[TargetId]) -> String {
     ids.iter().map(|t| t.0.as_str()).collect::<Vec<_>>().join(", ")
 }

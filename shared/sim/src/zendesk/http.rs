@@ -329,6 +329,10 @@ async fn put_ticket(
     let patch = parse_body(&body, "ticket")?;
     let base = sim.base_url();
     let now = sim.now_secs();
+    let ext = sim.lock().tickets.get(&id).and_then(|t| t.external_id.clone());
+    if let Some(fault) = sim.write_fault(ext.as_deref()) {
+        return Err(injected(fault));
+    }
     let mut st = sim.lock();
     let (_, cid) = st.update_ticket(id, &patch, &base, now)?;
     let audit = st.audit_json(&base, id, cid, now);
@@ -383,6 +387,9 @@ async fn list_comments(
 
 async fn import_ticket(State(sim): State<ZendeskSim>, body: Bytes) -> ApiResult {
     let ticket = parse_body(&body, "ticket")?;
+    if let Some(fault) = sim.write_fault(ticket.get("external_id").and_then(Value::as_str)) {
+        return Err(injected(fault));
+    }
     let base = sim.base_url();
     let now = sim.now_secs();
     let mut st = sim.lock();
@@ -565,4 +572,11 @@ async fn list_fields(State(sim): State<ZendeskSim>) -> ApiResult {
     let st = sim.lock();
     let fields: Vec<Value> = st.fields.iter().map(|f| st.field_json(f)).collect();
     ok(json!({"ticket_fields": fields, "next_page": null, "count": fields.len()}))
+}
+
+fn injected((status, description): (u16, String)) -> ApiError {
+    ApiError {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        body: json!({"error": "RecordInvalid", "description": description}),
+    }
 }

@@ -103,6 +103,9 @@ pub(crate) struct Inner {
     pub base_url: String,
     pub state: Mutex<State>,
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Switchable faults: writes to tickets carrying one of these `external_id`s are refused with
+    /// (status, description), as a help desk refuses a record it will not take.
+    pub write_faults: Mutex<BTreeMap<String, (u16, String)>>,
 }
 
 /// A running simulator (cheap to clone).
@@ -149,6 +152,7 @@ impl ZendeskSim {
                 base_url,
                 state: Mutex::new(state),
                 shutdown: tx,
+                write_faults: Mutex::new(BTreeMap::new()),
             }),
         };
         let app = http::router(sim.clone());
@@ -164,6 +168,25 @@ impl ZendeskSim {
             }
         });
         Ok(sim)
+    }
+
+    /// Fault switch: imports and updates of the ticket whose `external_id` is `external_id` answer
+    /// `status` with `description` until [`ZendeskSim::clear_write_faults`].
+    pub fn fail_writes_for(&self, external_id: &str, status: u16, description: &str) {
+        self.inner
+            .write_faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(external_id.to_string(), (status, description.to_string()));
+    }
+
+    pub fn clear_write_faults(&self) {
+        self.inner.write_faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
+    pub(crate) fn write_fault(&self, external_id: Option<&str>) -> Option<(u16, String)> {
+        let id = external_id?;
+        self.inner.write_faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
     }
 
     /// "http://127.0.0.1:PORT" (no trailing slash).
