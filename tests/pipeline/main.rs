@@ -2,4 +2,5 @@
 //! guarantee it checks (W1–W4 watermark protocol, U1–U5 upsert protocol; see README "Guarantees").
 
 mod e2e;
+mod upsert;
 mod watermark;

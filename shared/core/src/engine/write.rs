@@ -80,8 +80,14 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
                 tracing::warn!(ticket = %ticket_id, extra = %extra, "deleting a duplicate target ticket left by an interrupted create");
                 engine.target.delete_ticket(extra).await?;
             }
+            // Read the orphan back: what it already holds decides what is still to write. (Writing fields
+            // it already has would fail anyway on a ticket created closed, which the target refuses to update.)
+            let Some(orphan) = engine.target.read_ticket(&first).await? else {
+                return Err(EngineError::Busy(format!("orphan {first} of ticket {ticket_id} is listed but cannot be read yet")));
+            };
+            map.comments_done = orphan.comments.len();
+            map.fields_hash = Some(orphan.fields_hash());
             map.target_id = Some(first);
-            map.append_in_doubt = true;
             adopted = 1;
         }
         map.create_in_doubt = false;
