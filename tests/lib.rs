@@ -21,6 +21,11 @@ use deltadesk_sim::zendesk::{ZendeskSim, ZendeskSimConfig};
 
 pub const MIGRATION: &str = "t";
 
+/// Wraps the real target connector in a fault injector.
+pub type WrapTarget<'a> = dyn Fn(Arc<dyn HelpDeskTarget>) -> Arc<dyn HelpDeskTarget> + 'a;
+/// Wraps the real queues in a fault injector.
+pub type WrapQueue<'a> = dyn Fn(Arc<dyn Queue>) -> Arc<dyn Queue> + 'a;
+
 pub struct Opts {
     pub tickets: usize,
     pub seed: u64,
@@ -82,7 +87,7 @@ impl Harness {
 
     /// A fresh engine on the same state directory — what a restarted process gets. Optional wrappers
     /// inject faults around the real target connector and queues.
-    pub fn new_engine(&self, wrap_target: Option<&dyn Fn(Arc<dyn HelpDeskTarget>) -> Arc<dyn HelpDeskTarget>>, wrap_queue: Option<&dyn Fn(Arc<dyn Queue>) -> Arc<dyn Queue>>) -> Engine {
+    pub fn new_engine(&self, wrap_target: Option<&WrapTarget<'_>>, wrap_queue: Option<&WrapQueue<'_>>) -> Engine {
         let source = build_source(&zendesk(&self.source.base_url(), self.opts.lag)).expect("source");
         let mut tcfg = serde_json::json!({ "kind": "zendesk", "base_url": self.target.base_url(), "publication_lag_secs": self.opts.lag.as_secs() });
         if let Some(max) = self.opts.target_max_attachment_bytes {
