@@ -50,15 +50,45 @@ pub fn connectors() -> Vec<ConnectorInfo> {
 
 /// Builds a source connector (validates the config and reads its secret from the environment).
 pub fn build_source(cfg: &ConnectorConfig) -> Result<Arc<dyn HelpDeskSource>, ConfigError> {
+    build_source_with(cfg, &EnvSecrets)
+}
+
+/// Builds a source whose secrets come from `secrets` (a migration's Secrets Manager secret on AWS).
+pub fn build_source_with(cfg: &ConnectorConfig, secrets: &dyn Secrets) -> Result<Arc<dyn HelpDeskSource>, ConfigError> {
     match cfg {
-        ConnectorConfig::Zendesk(c) => Ok(Arc::new(crate::zendesk::Zendesk::new(c.clone())?)),
+        ConnectorConfig::Zendesk(c) => Ok(Arc::new(crate::zendesk::Zendesk::with_secrets(c.clone(), secrets)?)),
+    }
+}
+
+/// Where connectors look up secrets by the names their config gives (`token_env`): the process
+/// environment on one machine, the migration's Secrets Manager secret (a JSON object) on AWS.
+pub trait Secrets: Send + Sync {
+    fn secret(&self, name: &str) -> Option<String>;
+}
+
+/// Secrets from environment variables.
+pub struct EnvSecrets;
+
+impl Secrets for EnvSecrets {
+    fn secret(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Secrets for std::collections::HashMap<String, String> {
+    fn secret(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
     }
 }
 
 /// Builds a target connector (validates the config and reads its secret from the environment).
 pub fn build_target(cfg: &ConnectorConfig) -> Result<Arc<dyn HelpDeskTarget>, ConfigError> {
+    build_target_with(cfg, &EnvSecrets)
+}
+
+pub fn build_target_with(cfg: &ConnectorConfig, secrets: &dyn Secrets) -> Result<Arc<dyn HelpDeskTarget>, ConfigError> {
     match cfg {
-        ConnectorConfig::Zendesk(c) => Ok(Arc::new(crate::zendesk::Zendesk::new(c.clone())?)),
+        ConnectorConfig::Zendesk(c) => Ok(Arc::new(crate::zendesk::Zendesk::with_secrets(c.clone(), secrets)?)),
     }
 }
 
@@ -75,6 +105,19 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_come_from_the_given_lookup_by_the_configured_name() {
+        let cfg: ConnectorConfig = serde_json::from_str(
+            r#"{"kind":"zendesk","base_url":"http://127.0.0.1:9999","email":"a@b.c","token_env":"SRC_TOKEN"}"#,
+        )
+        .unwrap();
+        let mut map = std::collections::HashMap::new();
+        assert!(matches!(build_source_with(&cfg, &map), Err(ConfigError::MissingSecret { env_var, .. }) if env_var == "SRC_TOKEN"));
+        map.insert("SRC_TOKEN".to_string(), "s3cret".to_string());
+        assert!(build_source_with(&cfg, &map).is_ok());
+        assert!(build_target_with(&cfg, &map).is_ok());
+    }
 
     #[test]
     fn registry_lists_zendesk_as_source_and_target() {

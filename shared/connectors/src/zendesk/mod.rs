@@ -111,15 +111,20 @@ impl Zendesk {
     /// Builds the connector: validates `cfg` and reads the API token from the environment variable named by
     /// `cfg.token_env` (unset or empty -> [`ConfigError::MissingSecret`]).
     pub fn new(cfg: ZendeskConfig) -> Result<Self, ConfigError> {
+        Self::with_secrets(cfg, &crate::registry::EnvSecrets)
+    }
+
+    /// Builds the connector, looking the API token up by the name in `cfg.token_env` in `secrets`.
+    pub fn with_secrets(cfg: ZendeskConfig, secrets: &dyn crate::registry::Secrets) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let token = match &cfg.token_env {
             None => None,
-            Some(var) => match std::env::var(var) {
-                Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            Some(name) => match secrets.secret(name) {
+                Some(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
                 _ => {
                     return Err(ConfigError::MissingSecret {
                         field: "token_env".into(),
-                        env_var: var.clone(),
+                        env_var: name.clone(),
                     })
                 }
             },
