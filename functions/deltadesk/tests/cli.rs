@@ -1,0 +1,100 @@
+//! The `deltadesk` binary as an operator meets it: config errors, migrate, status, report and verify
+//! against simulators on port 0.
+
+use std::process::Command;
+use std::time::Duration;
+
+use deltadesk_sim::zendesk::{ZendeskSim, ZendeskSimConfig};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_deltadesk"))
+}
+
+fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
+    let out = bin().arg("--config").arg(config).args(args).output().expect("run deltadesk");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_config_is_refused_with_the_key_named_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[migration]\nid = \"x\"\n[source]\nkind = \"helpscout\"\nbase_url = \"http://127.0.0.1:1\"\n[target]\nkind = \"zendesk\"\nbase_url = \"http://127.0.0.1:1\"\n").unwrap();
+    let (code, _, err) = run(&["migrate", "full"], &cfg);
+    assert_eq!(code, 1);
+    assert!(err.contains("helpscout"), "{err}");
+
+    std::fs::write(&cfg, "[migration]\nid = \"x\"\n[source]\nkind = \"zendesk\"\nbase_url = \"http://127.0.0.1:1\"\nemail = \"a@b.c\"\ntoken_env = \"DD_TEST_SURELY_UNSET_TOKEN\"\n[target]\nkind = \"zendesk\"\nbase_url = \"http://127.0.0.1:1\"\n").unwrap();
+    let (code, _, err) = run(&["migrate", "full"], &cfg);
+    assert_eq!(code, 1);
+    assert!(err.contains("DD_TEST_SURELY_UNSET_TOKEN"), "the missing secret's variable must be named: {err}");
+    assert!(!dir.path().join(".deltadesk").exists());
+
+    let (code, _, err) = run(&["status"], &dir.path().join("missing.toml"));
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn migrate_status_report_and_verify_through_the_binary() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (source, target) = rt.block_on(async {
+        let s = ZendeskSim::start(ZendeskSimConfig { tickets: 12, publication_lag: Duration::from_secs(1), max_seed_attachment_bytes: 64 * 1024, ..Default::default() }, local).await.unwrap();
+        let t = ZendeskSim::start(ZendeskSimConfig { publication_lag: Duration::from_secs(1), ..ZendeskSimConfig::empty_target(900_000) }, local).await.unwrap();
+        (s, t)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("deltadesk.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[migration]\nid = \"cli\"\n[source]\nkind = \"zendesk\"\nbase_url = \"{}\"\npublication_lag_secs = 1\n[target]\nkind = \"zendesk\"\nbase_url = \"{}\"\npublication_lag_secs = 1\n[engine]\nstate_dir = \"{}\"\noverlap_secs = 3\nvisibility_secs = 5\n",
+            source.base_url(),
+            target.base_url(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+
+    let (code, _, err) = run(&["migrate", "delta"], &cfg);
+    assert_eq!(code, 1, "a delta before any full migration is refused");
+    assert!(err.contains("migrate full"), "{err}");
+
+    let (code, out, err) = run(&["migrate", "full", "--json"], &cfg);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON report line");
+    assert_eq!(report["counts"]["created"], 12);
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    assert!(dir.path().join("state/reports").join(format!("{run_id}.md")).exists());
+
+    // Closed tickets take no more comments (as in Zendesk): use the open ones.
+    let open: Vec<u64> = (1..=12).filter(|id| source.try_update_ticket(*id, serde_json::json!({})).is_ok()).collect();
+    assert!(open.len() >= 2, "the seed has too few open tickets");
+    source.add_comment(open[0], true, "<p>after the full copy</p>", None);
+    std::thread::sleep(Duration::from_millis(2200));
+    let (code, out, err) = run(&["migrate", "delta"], &cfg);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("updated=1"), "{out}");
+
+    let (code, out, _) = run(&["status", "--json"], &cfg);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(status["watermark"].is_string(), "{status}");
+    assert_eq!(status["runs"].as_array().unwrap().len(), 2);
+
+    let (code, out, _) = run(&["report", &run_id], &cfg);
+    assert_eq!(code, 0);
+    assert!(out.contains("| tickets listed |"), "{out}");
+
+    let (code, out, _) = run(&["verify"], &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verify: missing=0 duplicated=0 mismatched=0"), "{out}");
+
+    // Verify exits non-zero once the target drifts from the source.
+    source.add_comment(open[1], true, "<p>not yet migrated</p>", None);
+    let (code, out, _) = run(&["verify"], &cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("mismatched=1"), "{out}");
+    drop(rt);
+}
