@@ -128,7 +128,7 @@ async fn open_streams_identical_bytes(store: &dyn BlobStore, root: &str) {
 async fn content_addressed(store: &dyn BlobStore, root: &str) {
     let check = "put_content_addressed";
     let prefix = format!("{root}/att");
-    let cases = [(7 * MIB + 3, 64 * 1024, 2), (5 * MIB, 1 * MIB, 3), (100_000, 7_000, 4), (1, 1, 5)];
+    let cases = [(7 * MIB + 3, 64 * 1024, 2), (5 * MIB, MIB, 3), (100_000, 7_000, 4), (1, 1, 5)];
     for (len, chunk, seed) in cases {
         let bytes = data(len, seed);
         let hash = sha256(&bytes);

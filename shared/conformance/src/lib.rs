@@ -14,7 +14,7 @@
 //! # Layout
 //! - [`state`]: [`state_store`] — conditional puts, revisions, atomic transactions with the failing
 //!   index, merged `Add`s, prefix queries with pagination, DynamoDB's limits.
-//! - [`queue`]: [`queue()`] — at-least-once delivery, receipts, visibility, delay, depth, dead-letter
+//! - [`mod@queue`]: [`queue()`] — at-least-once delivery, receipts, visibility, delay, depth, dead-letter
 //!   queue and redrive, concurrent receivers; [`QueueFactory`] opens queues by name.
 //! - [`blobs`]: [`blob_store`] — put/get/open of a few MiB, content-addressed uploads with their hash
 //!   and limit, missing keys.

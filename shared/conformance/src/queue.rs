@@ -56,14 +56,14 @@ pub async fn queue(make: impl QueueFactory, stale: StaleReceipts) {
     let run = unique();
     let make = &make;
     futures::join!(
-        at_least_once(make, &format!("cf-{run}-alo"), stale),
-        delete_removes(make, &format!("cf-{run}-del")),
-        change_visibility(make, &format!("cf-{run}-vis")),
-        delay_and_depth(make, &format!("cf-{run}-delay")),
-        batches(make, &format!("cf-{run}-batch")),
-        dead_letters(make, &format!("cf-{run}-dlq")),
-        concurrent_receivers(make, &format!("cf-{run}-conc")),
-        limits(make, &format!("cf-{run}-limits")),
+        at_least_once(make, format!("cf-{run}-alo"), stale),
+        delete_removes(make, format!("cf-{run}-del")),
+        change_visibility(make, format!("cf-{run}-vis")),
+        delay_and_depth(make, format!("cf-{run}-delay")),
+        batches(make, format!("cf-{run}-batch")),
+        dead_letters(make, format!("cf-{run}-dlq")),
+        concurrent_receivers(make, format!("cf-{run}-conc")),
+        limits(make, format!("cf-{run}-limits")),
     );
 }
 
@@ -125,7 +125,7 @@ fn depth_of(visible: u64, in_flight: u64, delayed: u64) -> QueueDepth {
     QueueDepth { visible, in_flight, delayed }
 }
 
-async fn at_least_once(make: &impl QueueFactory, name: &str, stale: StaleReceipts) {
+async fn at_least_once(make: &impl QueueFactory, name: String, stale: StaleReceipts) {
     let check = "at-least-once";
     let q = make.open(name.to_string(), 5).await;
     let q = q.as_ref();
@@ -171,7 +171,7 @@ async fn at_least_once(make: &impl QueueFactory, name: &str, stale: StaleReceipt
     expect_empty(q, check, "after the delete").await;
 }
 
-async fn delete_removes(make: &impl QueueFactory, name: &str) {
+async fn delete_removes(make: &impl QueueFactory, name: String) {
     let check = "delete";
     let q = make.open(name.to_string(), 5).await;
     let q = q.as_ref();
@@ -198,7 +198,7 @@ async fn delete_removes(make: &impl QueueFactory, name: &str) {
     expect_depth(q, check, "all deleted", depth_of(0, 0, 0)).await;
 }
 
-async fn change_visibility(make: &impl QueueFactory, name: &str) {
+async fn change_visibility(make: &impl QueueFactory, name: String) {
     let check = "change_visibility";
     let q = make.open(name.to_string(), 5).await;
     let q = q.as_ref();
@@ -223,7 +223,7 @@ async fn change_visibility(make: &impl QueueFactory, name: &str) {
     expect_depth(q, check, "deleted", depth_of(0, 0, 0)).await;
 }
 
-async fn delay_and_depth(make: &impl QueueFactory, name: &str) {
+async fn delay_and_depth(make: &impl QueueFactory, name: String) {
     let check = "delay";
     let q = make.open(name.to_string(), 5).await;
     let q = q.as_ref();
@@ -249,7 +249,7 @@ async fn delay_and_depth(make: &impl QueueFactory, name: &str) {
     expect_depth(q, check, "drained", depth_of(0, 0, 0)).await;
 }
 
-async fn batches(make: &impl QueueFactory, name: &str) {
+async fn batches(make: &impl QueueFactory, name: String) {
     let check = "send_batch";
     let q = make.open(name.to_string(), 5).await;
     let q = q.as_ref();
@@ -278,7 +278,7 @@ async fn batches(make: &impl QueueFactory, name: &str) {
     expect_depth(q, check, "drained", depth_of(0, 0, 0)).await;
 }
 
-async fn dead_letters(make: &impl QueueFactory, name: &str) {
+async fn dead_letters(make: &impl QueueFactory, name: String) {
     let check = "dead letters";
     let q = make.open(name.to_string(), 2).await;
     let q = q.as_ref();
@@ -342,7 +342,7 @@ async fn dead_letters(make: &impl QueueFactory, name: &str) {
     expect_depth(q, check, "12 redriven messages visible", depth_of(12, 0, 0)).await;
 }
 
-async fn concurrent_receivers(make: &impl QueueFactory, name: &str) {
+async fn concurrent_receivers(make: &impl QueueFactory, name: String) {
     let check = "concurrent receivers";
     let producer = make.open(name.to_string(), 5).await;
     const N: usize = 40;
@@ -378,7 +378,7 @@ async fn concurrent_receivers(make: &impl QueueFactory, name: &str) {
     expect_depth(producer.as_ref(), check, "all in flight", depth_of(0, N as u64, 0)).await;
 }
 
-async fn limits(make: &impl QueueFactory, name: &str) {
+async fn limits(make: &impl QueueFactory, name: String) {
     let check = "limits";
     let q = make.open(name.to_string(), 5).await;
     let q = q.as_ref();

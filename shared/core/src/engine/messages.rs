@@ -24,6 +24,11 @@ impl Message {
     pub fn from_body(body: &str) -> Result<Message, serde_json::Error> {
         serde_json::from_str(body)
     }
+    pub fn migration(&self) -> &str {
+        match self {
+            Message::FetchPage { migration, .. } | Message::FetchTicket { migration, .. } | Message::WriteTicket { migration, .. } => migration,
+        }
+    }
     pub fn run_id(&self) -> &str {
         match self {
             Message::FetchPage { run_id, .. } | Message::FetchTicket { run_id, .. } | Message::WriteTicket { run_id, .. } => run_id,

@@ -41,7 +41,8 @@ pub async fn plan_window(engine: &Engine, kind: RunKind, restart_full: bool) -> 
                     if kind == RunKind::Full && restart_full {
                         abandon = Some((run, rev));
                     } else {
-                        ensure_progress(engine, &run.run_id).await?;
+                        // Its messages are still queued (the queues are durable); whoever drives it re-enqueues
+                        // what is missing only if the queues drain without the run finishing.
                         return Ok(PlanOutcome::Resumed(run));
                     }
                 }

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub message_id: String,
-    /// Valid until the message is received again; deleting with a stale receipt is a no-op.
+    /// Valid until the message is received again. Deleting with a stale receipt is a no-op on the local
+    /// queue; on SQS it *may* still delete, so every handler is idempotent and never relies on the
+    /// difference (a deleted redelivery only loses work another delivery already did or will redo).
     pub receipt: String,
     pub body: String,
     /// 1 on first delivery.
