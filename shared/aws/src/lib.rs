@@ -14,12 +14,17 @@
 //!   dead-letter queue; [`create_queue_pair`].
 //! - [`s3`]: [`S3Blobs`], the [`BlobStore`](deltadesk_core::ports::BlobStore) on an S3 bucket, with
 //!   streamed multipart content-addressed uploads.
+//! - [`secrets`]: [`SecretsManagerSecrets`](secrets::SecretsManagerSecrets), migration credentials from
+//!   Secrets Manager.
+//! - [`lambda`]: what each function's `main` needs — JSON tracing and [`backends_from_env`](lambda::backends_from_env).
 //! - `errors` (private): sorting SDK errors into retryable and permanent ones.
 
 pub mod config;
 pub mod dynamo;
 mod errors;
+pub mod lambda;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;
 
 pub use config::{aws_config, s3_client};
