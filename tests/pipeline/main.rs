@@ -1,6 +1,8 @@
 //! Whole-pipeline tests: the embedded engine against Zendesk simulators on port 0. Each test names the
 //! guarantee it checks (W1–W4 watermark protocol, U1–U5 upsert protocol; see README "Guarantees").
 
+#[cfg(feature = "moto")]
+mod aws;
 mod e2e;
 mod upsert;
 mod watermark;
