@@ -19,6 +19,9 @@ use deltadesk_core::ports::*;
 use deltadesk_core::window::{RunKind, WindowRules};
 use deltadesk_sim::zendesk::{ZendeskSim, ZendeskSimConfig};
 
+#[cfg(feature = "moto")]
+pub mod moto_support;
+
 pub const MIGRATION: &str = "t";
 
 /// Wraps the real target connector in a fault injector.

@@ -38,11 +38,11 @@ pub async fn handle_sqs_event(ctx: &Context, queue: &dyn Queue, event: SqsEvent)
         };
         match disposition {
             Disposition::Ack(what) => {
-                tracing::debug!(message = %id, what = %what, "done");
+                tracing::debug!(message_id = %id, what = %what, "done");
                 outcome.done += 1;
             }
             Disposition::Retry { after, error } => {
-                tracing::warn!(message = %id, error = %error, "will retry");
+                tracing::warn!(message_id = %id, error = %error, "will retry");
                 if let Some(receipt) = record.receipt_handle.as_deref() {
                     let _ = queue.change_visibility(receipt, after).await;
                 }
