@@ -22,3 +22,21 @@ async fn full_then_deltas_with_live_agents_verify_clean() {
     assert!(v.is_clean(), "{}\n{:#?}", v.summary_line(), v);
     assert!(v.source_tickets >= 30);
 }
+
+/// Run bookkeeping is dropped after the retention period (DynamoDB TTL; `purge_expired` on SQLite), while
+/// mappings and the watermark stay: a later delta still updates the same target tickets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_items_expire_after_retention_but_mappings_and_watermark_stay() {
+    let h = Harness::start(Opts { tickets: 5, ..Default::default() }).await;
+    let full = h.full().await;
+    assert_eq!(deltadesk_core::engine::runs::items(&h.engine, &full.run_id).await.unwrap().len(), 5);
+    let state = deltadesk_local::SqliteState::open(&h.dir.path().join("state.sqlite")).unwrap();
+    let purged = state.purge_expired(chrono::Utc::now() + chrono::Duration::days(11)).await.unwrap();
+    assert!(purged >= 5, "run items should expire: purged {purged}");
+    assert!(deltadesk_core::engine::runs::items(&h.engine, &full.run_id).await.unwrap().is_empty());
+    let x = h.source_tickets()[0].0;
+    h.source.update_ticket(x, serde_json::json!({"subject": "after retention"}));
+    let r = h.settle_and_delta().await;
+    assert_eq!(r.count("created"), 0, "mappings must survive retention: {r:#?}");
+    assert!(h.verify().await.is_clean());
+}

@@ -46,6 +46,9 @@ pub struct EngineSettings {
     pub max_staged_attachment_bytes: u64,
     /// Prefix of the source reference stored on each target ticket.
     pub source_ref_prefix: String,
+    /// How long per-run bookkeeping (run items) is kept; the store may drop it after that (DynamoDB TTL).
+    /// Mappings and watermarks are kept for the life of the migration.
+    pub retention: Duration,
 }
 
 impl EngineSettings {
@@ -57,6 +60,7 @@ impl EngineSettings {
             max_attempts: 5,
             max_staged_attachment_bytes: 2 * 1024 * 1024 * 1024,
             source_ref_prefix: format!("dd:{migration}:"),
+            retention: Duration::from_secs(10 * 24 * 3600),
         }
     }
 }
@@ -81,6 +85,11 @@ impl Engine {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+    /// When an item written now may be dropped by the store (see `EngineSettings::retention`).
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.now() + chrono::Duration::from_std(self.settings.retention).unwrap_or(chrono::Duration::days(10))
+    }
+
     pub fn source_ref(&self, ticket: &crate::model::TicketId) -> String {
         format!("{}{}", self.settings.source_ref_prefix, ticket)
     }

@@ -79,7 +79,7 @@ pub async fn add_items(engine: &Engine, run_id: &str, items: Vec<(String, RunIte
             for (sk, item) in chunk {
                 match engine.state.get(&pk, sk).await? {
                     None => {
-                        writes.push(Write::put(&pk, sk, encode(item), Condition::NotExists));
+                        writes.push(expiring(engine, Write::put(&pk, sk, encode(item), Condition::NotExists)));
                         fresh.push((sk.clone(), item.clone()));
                     }
                     Some(found) => {
@@ -109,6 +109,14 @@ pub async fn add_items(engine: &Engine, run_id: &str, items: Vec<(String, RunIte
         }
     }
     Ok(out)
+}
+
+/// A put that the store may drop after the retention period (run bookkeeping only).
+fn expiring(engine: &Engine, mut w: Write) -> Write {
+    if let crate::ports::state::WriteOp::Put { expires_at, .. } = &mut w.op {
+        *expires_at = Some(engine.expires_at());
+    }
+    w
 }
 
 /// How a ticket of a run ended.
@@ -157,7 +165,7 @@ pub async fn end_item(engine: &Engine, run_id: &str, sk: &str, ticket: &TicketId
                 writes.push(Write::put(mig_pk(&engine.migration), retry_sk(ticket), encode(&entry), Condition::Always));
             }
         }
-        writes.insert(0, Write::put(&pk, sk, encode(&item), Condition::Rev(rev)));
+        writes.insert(0, expiring(engine, Write::put(&pk, sk, encode(&item), Condition::Rev(rev))));
         writes.push(Write::add(&pk, COUNTERS, counter::OUTSTANDING, -1));
         match engine.state.transact(writes).await {
             Ok(()) => break,
