@@ -140,18 +140,26 @@ pub fn attachment_key(sha256: &str) -> String {
     format!("attachments/{sha256}")
 }
 
-/// Reads one ticket's current snapshot and stages it; the write is enqueued, never done here.
-pub async fn fetch_ticket(engine: &Engine, run_id: &str, item_sk: &str, ticket_id: &TicketId, listed: Option<chrono::DateTime<chrono::Utc>>) -> Result<Handled, EngineError> {
+/// `Some(Stale)` when a ticket message belongs to a finished run or an item that already ended.
+pub(crate) async fn item_is_stale(engine: &Engine, run_id: &str, item_sk: &str, ticket_id: &TicketId) -> Result<Option<Handled>, EngineError> {
     let Some((run, _)) = load_run(engine, run_id).await? else {
-        return Ok(Handled::Stale(format!("run {run_id} unknown")));
+        return Ok(Some(Handled::Stale(format!("run {run_id} unknown"))));
     };
     if run.status != RunStatus::Open {
-        return Ok(Handled::Stale(format!("run {run_id} is over")));
+        return Ok(Some(Handled::Stale(format!("run {run_id} is over"))));
     }
     match load::<RunItem>(engine.state.as_ref(), &run_pk(run_id), item_sk).await? {
         Some((item, _)) if item.status == ItemStatus::Pending => {}
-        Some(_) => return Ok(Handled::Stale(format!("ticket {ticket_id} of run {run_id} already ended"))),
+        Some(_) => return Ok(Some(Handled::Stale(format!("ticket {ticket_id} of run {run_id} already ended")))),
         None => return Err(EngineError::BadMessage(format!("run {run_id} has no item {item_sk}"))),
+    }
+    Ok(None)
+}
+
+/// Reads one ticket's current snapshot and stages it; the write is enqueued, never done here.
+pub async fn fetch_ticket(engine: &Engine, run_id: &str, item_sk: &str, ticket_id: &TicketId, listed: Option<chrono::DateTime<chrono::Utc>>) -> Result<Handled, EngineError> {
+    if let Some(stale) = item_is_stale(engine, run_id, item_sk, ticket_id).await? {
+        return Ok(stale);
     }
     let fetched_at = engine.now();
     let snapshot = engine.source.ticket(ticket_id).await?;

@@ -242,42 +242,36 @@ pub async fn try_commit(engine: &Engine, run_id: &str) -> Result<Option<CommitOu
     }
 }
 
-/// Items of a run, paged through the whole run (for reports and the rerun path).
-pub async fn items(engine: &Engine, run_id: &str) -> Result<Vec<(String, RunItem)>, StateError> {
-    let pk = run_pk(run_id);
+/// Every item of `pk` under `prefix`, decoded, paging through the store.
+async fn query_all<T: serde::de::DeserializeOwned>(engine: &Engine, pk: &str, prefix: &str) -> Result<Vec<(String, T)>, StateError> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = engine.state.query(&pk, "item#", after.as_deref(), 500).await?;
+        let page = engine.state.query(pk, prefix, after.as_deref(), 500).await?;
         if page.is_empty() {
             break;
         }
         after = page.last().map(|i| i.sk.clone());
         for it in &page {
-            out.push((it.sk.clone(), decode::<RunItem>(it)?));
+            out.push((it.sk.clone(), decode::<T>(it)?));
         }
     }
     Ok(out)
 }
 
+/// Items of a run, paged through the whole run (for reports and the rerun path).
+pub async fn items(engine: &Engine, run_id: &str) -> Result<Vec<(String, RunItem)>, StateError> {
+    query_all(engine, &run_pk(run_id), "item#").await
+}
+
 /// Runs of the migration, oldest first.
 pub async fn list_runs(engine: &Engine) -> Result<Vec<RunRecord>, StateError> {
-    let pk = mig_pk(&engine.migration);
     let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = engine.state.query(&pk, "run#", after.as_deref(), 500).await?;
-        if page.is_empty() {
-            break;
-        }
-        after = page.last().map(|i| i.sk.clone());
-        for it in &page {
-            let rec: RunRecord = decode(it)?;
-            // The index copy may be stale while a run is open; the run's own record is the truth.
-            match load_run(engine, &rec.run_id).await? {
-                Some((r, _)) => out.push(r),
-                None => out.push(rec),
-            }
+    for (_, rec) in query_all::<RunRecord>(engine, &mig_pk(&engine.migration), "run#").await? {
+        // The index copy may be stale while a run is open; the run's own record is the truth.
+        match load_run(engine, &rec.run_id).await? {
+            Some((r, _)) => out.push(r),
+            None => out.push(rec),
         }
     }
     Ok(out)
@@ -285,18 +279,5 @@ pub async fn list_runs(engine: &Engine) -> Result<Vec<RunRecord>, StateError> {
 
 /// Tickets that failed permanently and wait for the next run.
 pub async fn pending_retries(engine: &Engine) -> Result<Vec<RetryEntry>, StateError> {
-    let pk = mig_pk(&engine.migration);
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = engine.state.query(&pk, "retry#", after.as_deref(), 500).await?;
-        if page.is_empty() {
-            break;
-        }
-        after = page.last().map(|i| i.sk.clone());
-        for it in &page {
-            out.push(decode(it)?);
-        }
-    }
-    Ok(out)
+    Ok(query_all(engine, &mig_pk(&engine.migration), "retry#").await?.into_iter().map(|(_, r)| r).collect())
 }

@@ -95,18 +95,7 @@ pub async fn verify(source: &dyn HelpDeskSource, target: &dyn HelpDeskTarget, so
             }
         })
         .collect();
-    let results: Vec<(Vec<String>, usize, usize)> = futures::stream::iter(pairs)
-        .map(|(sid, tid)| async move { compare_one(source, target, &sid, &tid).await })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    for (diffs, comments, atts) in results {
-        report.mismatched.extend(diffs);
-        report.comments_checked += comments;
-        report.attachments_checked += atts;
-    }
-    report.missing.sort();
-    report.mismatched.sort();
+    compare_pairs(source, target, pairs, concurrency, &mut report).await?;
     Ok(report)
 }
 
@@ -138,6 +127,18 @@ pub async fn verify_tickets(
             _ => report.duplicated.push(format!("ticket {sid}: {} target tickets ({})", tids.len(), join(&tids))),
         }
     }
+    compare_pairs(source, target, pairs, concurrency, &mut report).await?;
+    Ok(report)
+}
+
+/// Compares each (source, target) pair, `concurrency` at a time, into the report.
+async fn compare_pairs(
+    source: &dyn HelpDeskSource,
+    target: &dyn HelpDeskTarget,
+    pairs: Vec<(TicketId, TargetId)>,
+    concurrency: usize,
+    report: &mut VerifyReport,
+) -> Result<(), EngineError> {
     let results: Vec<(Vec<String>, usize, usize)> = futures::stream::iter(pairs)
         .map(|(sid, tid)| async move { compare_one(source, target, &sid, &tid).await })
         .buffer_unordered(concurrency.max(1))
@@ -150,7 +151,7 @@ pub async fn verify_tickets(
     }
     report.missing.sort();
     report.mismatched.sort();
-    Ok(report)
+    Ok(())
 }
 
 fn join(ids: &[TargetId]) -> String {

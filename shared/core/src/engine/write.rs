@@ -17,16 +17,8 @@ pub async fn write_ticket(
     snapshot_key: Option<&str>,
     version: Version,
 ) -> Result<Handled, EngineError> {
-    let Some((run, _)) = runs::load_run(engine, run_id).await? else {
-        return Ok(Handled::Stale(format!("run {run_id} unknown")));
-    };
-    if run.status != RunStatus::Open {
-        return Ok(Handled::Stale(format!("run {run_id} is over")));
-    }
-    match load::<RunItem>(engine.state.as_ref(), &run_pk(run_id), item_sk).await? {
-        Some((item, _)) if item.status == ItemStatus::Pending => {}
-        Some(_) => return Ok(Handled::Stale(format!("ticket {ticket_id} of run {run_id} already ended"))),
-        None => return Err(EngineError::BadMessage(format!("run {run_id} has no item {item_sk}"))),
+    if let Some(stale) = super::fetch::item_is_stale(engine, run_id, item_sk, ticket_id).await? {
+        return Ok(stale);
     }
     let lease = acquire_lease(engine, ticket_id).await?;
     let result = write_locked(engine, ticket_id, snapshot_key, version).await;
