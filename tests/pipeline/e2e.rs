@@ -40,3 +40,44 @@ async fn run_items_expire_after_retention_but_mappings_and_watermark_stay() {
     assert_eq!(r.count("created"), 0, "mappings must survive retention: {r:#?}");
     assert!(h.verify().await.is_clean());
 }
+
+/// A field mapping renames groups and drop-down values and adds a tag in the target; verify compares through
+/// it; a status the mapping does not name fails that ticket with a clear cause while the rest land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mapping_renames_values_and_an_unmapped_status_is_reported() {
+    let h = Harness::start(Opts { tickets: 12, ..Default::default() }).await;
+    let mut e = h.new_engine(None, None);
+    e.settings.mapping = serde_json::from_value(serde_json::json!({
+        "groups": {"fallback": "Migrated queue"},
+        "status": {"map": {"new": "open", "open": "open", "pending": "pending", "solved": "solved", "closed": "closed"}},
+        "add_tags": ["migrated"],
+    }))
+    .unwrap();
+    let full = deltadesk_tests::run_with(&e, &h.runner(), deltadesk_core::window::RunKind::Full).await.unwrap();
+    let on_hold: Vec<String> = h.source.snapshot()["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "hold")
+        .map(|t| t["id"].to_string())
+        .collect();
+    assert!(!on_hold.is_empty(), "the seed should have tickets on hold");
+    let failed: Vec<String> = full.failures.iter().map(|f| f.ticket.clone()).collect();
+    assert_eq!(failed, on_hold, "{full:#?}");
+    assert!(full.failures[0].cause.contains("status \"hold\" has no mapping"), "{}", full.failures[0].cause);
+    let v = deltadesk_core::engine::verify::for_engine(&e, 4).await.unwrap();
+    assert_eq!(v.missing.len(), on_hold.len(), "only the unmapped tickets are missing: {v:#?}");
+    assert!(v.mismatched.is_empty() && v.duplicated.is_empty(), "{v:#?}");
+    let snap = h.source.snapshot();
+    let landed = snap["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["status"] != "hold" && !t["group_id"].is_null() && t["deleted"] != true)
+        .expect("a grouped ticket that is not on hold")["id"]
+        .as_u64()
+        .unwrap();
+    let copy = h.target_copy(landed).await;
+    assert!(copy.tags.contains(&"migrated".to_string()));
+    assert_eq!(copy.group.expect("group kept").name, "Migrated queue");
+}

@@ -59,7 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     Ok(0)
                 }
                 Command::Verify => {
-                    let v = verify::verify(engine.source.as_ref(), engine.target.as_ref(), &engine.settings.source_ref_prefix, 8).await?;
+                    let v = verify::for_engine(&engine, 8).await?;
                     print_verify(&v, cli.json)?;
                     Ok(if v.is_clean() { 0 } else { 1 })
                 }

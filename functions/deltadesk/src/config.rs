@@ -18,6 +18,10 @@ pub struct Config {
     pub target: ConnectorConfig,
     #[serde(default)]
     pub engine: EngineSection,
+    /// How source values are named in the target: statuses, priorities, types, groups, organizations,
+    /// users (by email), custom fields (by title) and drop-down values. Empty = unchanged.
+    #[serde(default)]
+    pub mapping: deltadesk_core::engine::mapping::Mapping,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +114,11 @@ kind = "zendesk"
 base_url = "https://acme-new.zendesk.com"
 [engine]
 workers = 4
+[mapping.groups]
+map = { "Tier 1" = "Support" }
+fallback = "Triage"
+[mapping.custom_field_values.Product]
+map = { widget_v1 = "widget" }
 "#;
 
     #[test]
@@ -118,6 +127,9 @@ workers = 4
         c.validate().unwrap();
         assert_eq!(c.engine.workers, 4);
         assert_eq!(c.engine.overlap_secs, 300);
+        assert_eq!(c.mapping.groups.map["Tier 1"], "Support");
+        assert_eq!(c.mapping.groups.fallback.as_deref(), Some("Triage"));
+        assert_eq!(c.mapping.custom_field_values["Product"].map["widget_v1"], "widget");
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub async fn demo(a: DemoArgs, json: bool) -> anyhow::Result<u8> {
         source: zendesk_connector(&source.base_url(), a.lag)?,
         target: zendesk_connector(&target.base_url(), a.lag)?,
         engine: EngineSection { state_dir: dir.clone(), overlap_secs: (a.lag * 3).max(1), clock_skew_margin_secs: 1, visibility_secs: 10, ..Default::default() },
+        mapping: Default::default(),
     };
     cfg.validate()?;
     let engine = crate::wiring::engine(&cfg)?;
@@ -109,7 +110,7 @@ pub async fn demo(a: DemoArgs, json: bool) -> anyhow::Result<u8> {
     if let Some(r) = &report {
         print_run(r, json)?;
     }
-    let v = deltadesk_core::engine::verify::verify(engine.source.as_ref(), engine.target.as_ref(), &engine.settings.source_ref_prefix, 8).await?;
+    let v = deltadesk_core::engine::verify::for_engine(&engine, 8).await?;
     print_verify(&v, json)?;
     source.shutdown();
     target.shutdown();

@@ -18,6 +18,7 @@ pub fn engine(cfg: &Config) -> anyhow::Result<Engine> {
     settings.clock_skew_margin = Duration::from_secs(cfg.engine.clock_skew_margin_secs);
     settings.lease_ttl = Duration::from_secs(cfg.engine.lease_ttl_secs);
     settings.max_attempts = cfg.engine.max_attempts;
+    settings.mapping = cfg.mapping.clone();
     let e = deltadesk_local::open_engine(&cfg.engine.state_dir, &cfg.migration.id, source, target, settings, cfg.engine.max_receives)
         .with_context(|| format!("opening the state directory {}", cfg.engine.state_dir.display()))?;
     Ok(e)

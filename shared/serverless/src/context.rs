@@ -102,6 +102,7 @@ impl Context {
         settings.clock_skew_margin = Duration::from_secs(def.clock_skew_margin_secs);
         settings.lease_ttl = Duration::from_secs(def.lease_ttl_secs);
         settings.max_attempts = def.max_attempts;
+        settings.mapping = def.mapping.clone();
         let engine = Engine {
             migration: migration.to_string(),
             source,

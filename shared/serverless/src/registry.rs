@@ -27,6 +27,9 @@ pub struct MigrationDef {
     pub lease_ttl_secs: u64,
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
+    /// How source values are named in the target (see the README's mapping reference).
+    #[serde(default)]
+    pub mapping: deltadesk_core::engine::mapping::Mapping,
     /// Recurring deltas run only for enabled migrations.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -2,6 +2,7 @@
 //! reports; verify; and the embedded runner. Lambda handlers and the embedded runner call the same use cases.
 
 pub mod fetch;
+pub mod mapping;
 pub mod messages;
 pub mod plan;
 pub mod records;
@@ -49,6 +50,8 @@ pub struct EngineSettings {
     /// How long per-run bookkeeping (run items) is kept; the store may drop it after that (DynamoDB TTL).
     /// Mappings and watermarks are kept for the life of the migration.
     pub retention: Duration,
+    /// How source values are named in the target (identity by default).
+    pub mapping: mapping::Mapping,
 }
 
 impl EngineSettings {
@@ -61,6 +64,7 @@ impl EngineSettings {
             max_staged_attachment_bytes: 2 * 1024 * 1024 * 1024,
             source_ref_prefix: format!("dd:{migration}:"),
             retention: Duration::from_secs(10 * 24 * 3600),
+            mapping: mapping::Mapping::default(),
         }
     }
 }

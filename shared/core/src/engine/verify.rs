@@ -7,6 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::mapping::Mapping;
 use super::EngineError;
 use crate::model::{Attachment, TargetId, Ticket, TicketId};
 use crate::ports::{ByteStream, HelpDeskSource, HelpDeskTarget};
@@ -47,6 +48,22 @@ async fn sha_of(stream: ByteStream) -> Result<String, std::io::Error> {
 /// Compares every live source ticket with its copy. Comment times are not compared: targets cannot
 /// back-date comments appended after creation (documented in the README).
 pub async fn verify(source: &dyn HelpDeskSource, target: &dyn HelpDeskTarget, source_ref_prefix: &str, concurrency: usize) -> Result<VerifyReport, EngineError> {
+    verify_mapped(source, target, source_ref_prefix, &Mapping::default(), concurrency).await
+}
+
+/// Verifies a migration with its own connectors, source reference and field mapping.
+pub async fn for_engine(engine: &super::Engine, concurrency: usize) -> Result<VerifyReport, EngineError> {
+    verify_mapped(engine.source.as_ref(), engine.target.as_ref(), &engine.settings.source_ref_prefix, &engine.settings.mapping, concurrency).await
+}
+
+/// Like [`verify`], comparing each source ticket as `mapping` names it in the target.
+pub async fn verify_mapped(
+    source: &dyn HelpDeskSource,
+    target: &dyn HelpDeskTarget,
+    source_ref_prefix: &str,
+    mapping: &Mapping,
+    concurrency: usize,
+) -> Result<VerifyReport, EngineError> {
     let mut report = VerifyReport::default();
     let mut source_ids = Vec::new();
     let mut cursor: Option<String> = None;
@@ -95,7 +112,7 @@ pub async fn verify(source: &dyn HelpDeskSource, target: &dyn HelpDeskTarget, so
             }
         })
         .collect();
-    compare_pairs(source, target, pairs, concurrency, &mut report).await?;
+    compare_pairs(source, target, mapping, pairs, concurrency, &mut report).await?;
     Ok(report)
 }
 
@@ -108,6 +125,8 @@ pub async fn verify_tickets(
     ids: &[TicketId],
     concurrency: usize,
 ) -> Result<VerifyReport, EngineError> {
+    let mapping = Mapping::default();
+    let mapping = &mapping;
     let mut report = VerifyReport { source_tickets: ids.len(), ..Default::default() };
     let found: Vec<(TicketId, Vec<TargetId>)> = futures::stream::iter(ids.iter().cloned())
         .map(|sid| async move {
@@ -127,7 +146,7 @@ pub async fn verify_tickets(
             _ => report.duplicated.push(format!("ticket {sid}: {} target tickets ({})", tids.len(), join(&tids))),
         }
     }
-    compare_pairs(source, target, pairs, concurrency, &mut report).await?;
+    compare_pairs(source, target, mapping, pairs, concurrency, &mut report).await?;
     Ok(report)
 }
 
@@ -135,12 +154,13 @@ pub async fn verify_tickets(
 async fn compare_pairs(
     source: &dyn HelpDeskSource,
     target: &dyn HelpDeskTarget,
+    mapping: &Mapping,
     pairs: Vec<(TicketId, TargetId)>,
     concurrency: usize,
     report: &mut VerifyReport,
 ) -> Result<(), EngineError> {
     let results: Vec<(Vec<String>, usize, usize)> = futures::stream::iter(pairs)
-        .map(|(sid, tid)| async move { compare_one(source, target, &sid, &tid).await })
+        .map(|(sid, tid)| async move { compare_one(source, target, mapping, &sid, &tid).await })
         .buffer_unordered(concurrency.max(1))
         .try_collect()
         .await?;
@@ -158,10 +178,14 @@ fn join(ids: &[TargetId]) -> String {
     ids.iter().map(|t| t.0.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-async fn compare_one(source: &dyn HelpDeskSource, target: &dyn HelpDeskTarget, sid: &TicketId, tid: &TargetId) -> Result<(Vec<String>, usize, usize), EngineError> {
+async fn compare_one(source: &dyn HelpDeskSource, target: &dyn HelpDeskTarget, mapping: &Mapping, sid: &TicketId, tid: &TargetId) -> Result<(Vec<String>, usize, usize), EngineError> {
     let Some(s) = source.ticket(sid).await? else {
         // Deleted between listing and reading: the next delta will carry the deletion.
         return Ok((vec![], 0, 0));
+    };
+    let s = match mapping.apply(&s) {
+        Ok(m) => m,
+        Err(e) => return Ok((vec![format!("ticket {sid}: cannot be mapped: {}", e.cause)], 0, 0)),
     };
     let Some(t) = target.read_ticket(tid).await? else {
         return Ok((vec![format!("ticket {sid}: target ticket {tid} is listed but cannot be read")], 0, 0));

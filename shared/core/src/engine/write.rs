@@ -58,7 +58,13 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
     };
     let staged: StagedTicket = serde_json::from_slice(&engine.blobs.get(key).await?)
         .map_err(|e| EngineError::BadMessage(format!("staged snapshot {key} of ticket {ticket_id}: {e}")))?;
-    let ticket = &staged.ticket;
+    // The target's vocabulary: an unmapped value fails the ticket with its cause (reported, retried next run).
+    let mapped = engine
+        .settings
+        .mapping
+        .apply(&staged.ticket)
+        .map_err(|e| TargetError::Unmappable { record: format!("ticket {}", e.ticket), cause: e.cause })?;
+    let ticket = &mapped;
     let mut warnings: Vec<String> = staged.unavailable.iter().map(|(_, w)| format!("ticket {ticket_id}: {w} (not copied)")).collect();
     let source_ref = engine.source_ref(ticket_id);
 
