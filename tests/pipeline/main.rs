@@ -3,6 +3,10 @@
 
 #[cfg(feature = "moto")]
 mod aws;
+#[cfg(feature = "contract")]
+mod contract;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod e2e;
 mod upsert;
 mod watermark;

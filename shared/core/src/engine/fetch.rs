@@ -38,6 +38,7 @@ pub async fn fetch_page(engine: &Engine, run_id: &str, page: u64, cursor: Option
         return Err(EngineError::Busy(format!("page {page} of run {run_id} arrived before page {}", run.next_page)));
     }
     let listed = engine.source.changes(&run.window, cursor).await?;
+    crate::failpoint!(engine, "after_page_read");
     let mut seen = HashSet::new();
     let mut items = Vec::new();
     let mut in_window = 0i64;
@@ -193,6 +194,7 @@ pub async fn fetch_ticket(engine: &Engine, run_id: &str, item_sk: &str, ticket_i
             let staged = StagedTicket { ticket, unavailable };
             let body = serde_json::to_vec(&staged).map_err(|e| EngineError::BadMessage(e.to_string()))?;
             engine.blobs.put(&key, Bytes::from(body)).await?;
+            crate::failpoint!(engine, "after_blob_staged");
             (Some(key), version)
         }
     };

@@ -231,8 +231,10 @@ pub async fn try_commit(engine: &Engine, run_id: &str) -> Result<Option<CommitOu
             put_if(&mig_pk(&engine.migration), META, &mig, mig_rev),
             Write::put(mig_pk(&engine.migration), run_index_sk(run.started_at, run_id), encode(&run), Condition::Always),
         ];
+        crate::failpoint!(engine, "before_watermark_commit");
         match engine.state.transact(writes).await {
             Ok(()) => {
+                crate::failpoint!(engine, "after_watermark_commit");
                 tracing::info!(run = run_id, watermark = %watermark, "window committed");
                 return Ok(Some(CommitOutcome { run_id: run_id.to_string(), watermark }));
             }

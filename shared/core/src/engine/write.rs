@@ -107,6 +107,7 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
                 writes.push(CommentWrite { comment: c, uploads });
             }
             let target_id = engine.target.create_ticket(&source_ref, ticket, &writes).await?;
+            crate::failpoint!(engine, "after_target_create");
             map.target_id = Some(target_id);
             map.create_in_doubt = false;
             map.comments_done = ticket.comments.len();
@@ -129,6 +130,7 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
                 map.append_in_doubt = true;
                 save(engine, &pk, &sk, &map, &mut rev).await?;
                 engine.target.append_comment(&target_id, &CommentWrite { comment: c, uploads }).await?;
+                crate::failpoint!(engine, "after_comment_append");
                 map.comments_done += 1;
                 map.append_in_doubt = false;
                 save(engine, &pk, &sk, &map, &mut rev).await?;
@@ -179,6 +181,8 @@ async fn upload_comment_attachments(
             continue;
         }
         let body = engine.blobs.open(&attachment_key(sha)).await?;
+        #[cfg(feature = "failpoints")]
+        let body = pause_mid_stream(engine, body);
         let up = engine.target.upload(att, body).await?;
         if up.sha256 != sha {
             return Err(TargetError::Corrupted {
@@ -230,3 +234,24 @@ async fn release_lease(engine: &Engine, ticket: &TicketId, rev: u64) {
     let _ = engine.state.transact(vec![Write::delete(pk, map_sk(ticket), Condition::Rev(rev))]).await;
 }
 
+
+/// Crash point `during_attachment_upload`: the upload's first chunk goes out, then the process stops.
+#[cfg(feature = "failpoints")]
+fn pause_mid_stream(engine: &Engine, body: crate::ports::ByteStream) -> crate::ports::ByteStream {
+    use futures::StreamExt;
+    let instance = engine.instance.clone();
+    let mut n = 0u32;
+    Box::pin(body.then(move |chunk| {
+        n += 1;
+        let instance = instance.clone();
+        let second = n == 2;
+        async move {
+            if second {
+                if let Err(e) = crate::failpoint::hit("during_attachment_upload", &instance).await {
+                    return Err(std::io::Error::other(e));
+                }
+            }
+            chunk
+        }
+    }))
+}
