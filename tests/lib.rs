@@ -41,6 +41,10 @@ pub struct Opts {
     pub max_attempts: u32,
     /// The target connector's attachment limit (None: the connector's default).
     pub target_max_attachment_bytes: Option<u64>,
+    /// Deliveries after which the local queue moves a message to its dead-letter queue.
+    pub max_receives: u32,
+    /// Latency the target simulator adds to every response.
+    pub target_latency: Duration,
 }
 
 impl Default for Opts {
@@ -56,6 +60,8 @@ impl Default for Opts {
             lease_ttl: Duration::from_secs(3),
             max_attempts: 3,
             target_max_attachment_bytes: None,
+            max_receives: 10,
+            target_latency: Duration::ZERO,
         }
     }
 }
@@ -81,7 +87,7 @@ impl Harness {
         )
         .await
         .expect("source sim");
-        let target = ZendeskSim::start(ZendeskSimConfig { publication_lag: opts.lag, ..ZendeskSimConfig::empty_target(900_000) }, local).await.expect("target sim");
+        let target = ZendeskSim::start(ZendeskSimConfig { publication_lag: opts.lag, latency: opts.target_latency, ..ZendeskSimConfig::empty_target(900_000) }, local).await.expect("target sim");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut h = Harness { engine: dummy_engine_placeholder(), source, target, dir, opts };
         h.engine = h.new_engine(None, None);
@@ -105,7 +111,7 @@ impl Harness {
         settings.clock_skew_margin = self.opts.margin;
         settings.lease_ttl = self.opts.lease_ttl;
         settings.max_attempts = self.opts.max_attempts;
-        let mut e = deltadesk_local::open_engine(self.dir.path(), MIGRATION, source, target, settings, 10).expect("engine");
+        let mut e = deltadesk_local::open_engine(self.dir.path(), MIGRATION, source, target, settings, self.opts.max_receives).expect("engine");
         if let Some(w) = wrap_queue {
             e.fetch_queue = w(e.fetch_queue.clone());
             e.write_queue = w(e.write_queue.clone());
@@ -114,7 +120,7 @@ impl Harness {
     }
 
     pub fn runner(&self) -> RunnerConfig {
-        RunnerConfig { workers: self.opts.workers, visibility: self.opts.visibility, stall_after: Duration::from_millis(self.opts.visibility.as_millis() as u64 + 500), max_stalls: 3 }
+        RunnerConfig { workers: self.opts.workers, visibility: self.opts.visibility, stall_after: Duration::from_millis(self.opts.visibility.as_millis() as u64 + 500), max_stalls: 3, heartbeat: true }
     }
 
     pub async fn run(&self, kind: RunKind) -> Option<RunReport> {

@@ -29,6 +29,11 @@ pub async fn handle_message(engine: &Engine, body: &str, receive_count: u32) -> 
         Ok(m) => m,
         Err(e) => return Disposition::Ack(format!("dropped a malformed message ({e})")),
     };
+    if receive_count > 1 {
+        // Counted for the report: redeliveries show work outlasting its visibility timeout, or crashes.
+        let pk = super::records::run_pk(msg.run_id());
+        let _ = engine.state.transact(vec![crate::ports::state::Write::add(&pk, super::records::COUNTERS, "redeliveries", 1)]).await;
+    }
     let result = match &msg {
         Message::FetchPage { run_id, page, cursor, .. } => fetch::fetch_page(engine, run_id, *page, cursor.as_deref()).await,
         Message::FetchTicket { run_id, item, ticket_id, listed_updated_at, .. } => {
@@ -89,11 +94,14 @@ pub struct RunnerConfig {
     pub stall_after: Duration,
     /// How many re-enqueues without progress before the run is declared stuck.
     pub max_stalls: u32,
+    /// Extend a message's visibility while a worker is still on it, so slow work (a large attachment, a
+    /// throttled help desk) is not delivered to a second worker or pushed to the dead-letter queue.
+    pub heartbeat: bool,
 }
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        RunnerConfig { workers: 8, visibility: Duration::from_secs(15), stall_after: Duration::from_secs(2), max_stalls: 3 }
+        RunnerConfig { workers: 8, visibility: Duration::from_secs(15), stall_after: Duration::from_secs(2), max_stalls: 3, heartbeat: true }
     }
 }
 
@@ -124,10 +132,11 @@ pub async fn drive(engine: &Engine, run_id: &str, cfg: &RunnerConfig, on_progres
         e.instance = format!("{}-w{w}", engine.instance);
         let stop = stop.clone();
         let vis = cfg.visibility;
+        let hb = cfg.heartbeat;
         handles.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let mut worked = work_one(&e, e.write_queue.as_ref(), vis).await;
-                worked |= work_one(&e, e.fetch_queue.as_ref(), vis).await;
+                let mut worked = work_one(&e, e.write_queue.as_ref(), vis, hb).await;
+                worked |= work_one(&e, e.fetch_queue.as_ref(), vis, hb).await;
                 if !worked {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -189,7 +198,7 @@ async fn monitor(engine: &Engine, run_id: &str, cfg: &RunnerConfig, on_progress:
     }
 }
 
-async fn work_one(engine: &Engine, queue: &dyn Queue, visibility: Duration) -> bool {
+async fn work_one(engine: &Engine, queue: &dyn Queue, visibility: Duration, heartbeat: bool) -> bool {
     let batch: Vec<Received> = match queue.receive(1, visibility, Duration::ZERO).await {
         Ok(b) => b,
         Err(e) => {
@@ -199,7 +208,24 @@ async fn work_one(engine: &Engine, queue: &dyn Queue, visibility: Duration) -> b
     };
     let worked = !batch.is_empty();
     for m in batch {
-        match handle_message(engine, &m.body, m.receive_count).await {
+        let handled = handle_message(engine, &m.body, m.receive_count);
+        let disposition = if heartbeat {
+            // Every half visibility, push the message's return further out while the work goes on.
+            let mut handled = std::pin::pin!(handled);
+            let mut tick = tokio::time::interval(visibility / 2);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    d = &mut handled => break d,
+                    _ = tick.tick() => {
+                        let _ = queue.change_visibility(&m.receipt, visibility).await;
+                    }
+                }
+            }
+        } else {
+            handled.await
+        };
+        match disposition {
             Disposition::Ack(what) => {
                 tracing::debug!(what = %what, "done");
                 if let Err(e) = queue.delete(&m.receipt).await {
