@@ -7,6 +7,7 @@ mod aws;
 mod contract;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod delivery;
 mod e2e;
 mod upsert;
 mod watermark;
