@@ -111,6 +111,7 @@ pub async fn migrate(engine: &Engine, cfg: &Config, rc: &RunnerConfig, kind: Run
 }
 
 pub async fn run_once(engine: &Engine, state_dir: &Path, rc: &RunnerConfig, kind: RunKind, restart: bool, json: bool) -> anyhow::Result<(u8, Option<RunReport>)> {
+    deltadesk_core::engine::plan::preflight(engine).await?;
     let outcome = plan_window(engine, kind, restart).await?;
     let run = match &outcome {
         PlanOutcome::UpToDate { watermark } => {

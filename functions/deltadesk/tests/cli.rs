@@ -35,6 +35,40 @@ fn bad_config_is_refused_with_the_key_named_before_anything_runs() {
     assert!(err.contains("missing.toml"), "{err}");
 }
 
+/// Wrong credentials stop the run before anything is planned or written, naming the side and the cause.
+#[test]
+fn bad_credentials_are_refused_before_any_write() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (source, target) = rt.block_on(async {
+        let s = ZendeskSim::start(ZendeskSimConfig { tickets: 3, publication_lag: Duration::from_secs(1), credentials: Some(("ops@acme.test".into(), "right".into())), ..Default::default() }, local).await.unwrap();
+        let t = ZendeskSim::start(ZendeskSimConfig::empty_target(900_000), local).await.unwrap();
+        (s, t)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("deltadesk.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[migration]\nid = \"creds\"\n[source]\nkind = \"zendesk\"\nbase_url = \"{}\"\nemail = \"ops@acme.test\"\ntoken_env = \"DD_CLI_TEST_WRONG_TOKEN\"\nmax_retries = 0\n[target]\nkind = \"zendesk\"\nbase_url = \"{}\"\n[engine]\nstate_dir = \"{}\"\n",
+            source.base_url(),
+            target.base_url(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("--config").arg(&cfg).args(["migrate", "full"]).env("DD_CLI_TEST_WRONG_TOKEN", "wrong").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read the source") && err.contains("credentials"), "{err}");
+    assert!(!err.contains("wrong"), "the token must never be printed: {err}");
+    let out = bin().arg("--config").arg(&cfg).args(["status", "--json"]).env("DD_CLI_TEST_WRONG_TOKEN", "wrong").output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["runs"].as_array().map(Vec::len), Some(0), "no run may be opened: {status}");
+    assert!(target.snapshot()["tickets"].as_array().unwrap().is_empty());
+    drop(rt);
+}
+
 #[test]
 fn migrate_status_report_and_verify_through_the_binary() {
     let rt = tokio::runtime::Runtime::new().unwrap();

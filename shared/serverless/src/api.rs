@@ -141,6 +141,10 @@ async fn start_run(ctx: &Context, id: &str, body: Option<&str>) -> Handled {
 async fn start(ctx: &Context, id: &str, kind: RunKind, restart: bool) -> Handled {
     registry::validate_id(id).map_err(registry_problem)?;
     let engine = ctx.engine(id).await.map_err(context_problem)?;
+    if kind == RunKind::Full {
+        // A full run is where bad credentials would otherwise surface as thousands of failed tickets.
+        deltadesk_core::engine::plan::preflight(&engine).await.map_err(|e| problem(422, "Migration cannot run", e.to_string()))?;
+    }
     let outcome = plan_window(&engine, kind, restart).await.map_err(engine_problem)?;
     Ok(match outcome {
         PlanOutcome::Started(r) => ok(202, json!({"run_id": r.run_id, "status": "started", "kind": r.kind, "window": r.window})),
@@ -180,10 +184,10 @@ mod tests {
             blobs: Arc::new(deltadesk_local::FsBlobs::new(dir.join("b"))),
             fetch_queue: q("fetch"),
             write_queue: q("write"),
-            secrets: Arc::new(StaticSecrets(HashMap::from([(
-                "deltadesk/acme".to_string(),
-                HashMap::from([("SRC".to_string(), "t0ken".to_string())]),
-            )]))),
+            secrets: Arc::new(StaticSecrets(HashMap::from([
+                ("deltadesk/acme".to_string(), HashMap::from([("SRC".to_string(), "t0ken".to_string())])),
+                ("deltadesk/wrong".to_string(), HashMap::from([("SRC".to_string(), "not-the-token".to_string())])),
+            ]))),
             secret_prefix: "deltadesk/".into(),
         })
     }
@@ -192,7 +196,22 @@ mod tests {
         ApiRequest { method: method.into(), path: path.into(), body: body.map(str::to_string) }
     }
 
-    const ACME: &str = r#"{"id":"acme","source":{"kind":"zendesk","base_url":"http://127.0.0.1:9","email":"a@acme.test","token_env":"SRC"},"target":{"kind":"zendesk","base_url":"http://127.0.0.1:9"}}"#;
+    /// A source simulator that wants the token kept in the migration's secret, and an empty target.
+    async fn sims() -> (deltadesk_sim::zendesk::ZendeskSim, deltadesk_sim::zendesk::ZendeskSim) {
+        use deltadesk_sim::zendesk::{ZendeskSim, ZendeskSimConfig};
+        let local = "127.0.0.1:0".parse().unwrap();
+        let s = ZendeskSim::start(ZendeskSimConfig { tickets: 2, credentials: Some(("a@acme.test".into(), "t0ken".into())), ..Default::default() }, local).await.unwrap();
+        let t = ZendeskSim::start(ZendeskSimConfig::empty_target(900_000), local).await.unwrap();
+        (s, t)
+    }
+
+    fn acme(s: &deltadesk_sim::zendesk::ZendeskSim, t: &deltadesk_sim::zendesk::ZendeskSim) -> String {
+        format!(
+            r#"{{"id":"acme","source":{{"kind":"zendesk","base_url":"{}","email":"a@acme.test","token_env":"SRC"}},"target":{{"kind":"zendesk","base_url":"{}"}}}}"#,
+            s.base_url(),
+            t.base_url()
+        )
+    }
 
     /// Every operation `infra/openapi.yaml` describes is routed (none answers 404 "no route" or 405).
     #[tokio::test]
@@ -200,7 +219,9 @@ mod tests {
         let spec = std::fs::read_to_string(format!("{}/../../infra/openapi.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let d = tempfile::tempdir().unwrap();
         let c = ctx(d.path());
-        handle(&c, &req("POST", "/migrations", Some(ACME))).await;
+        let (s, t) = sims().await;
+        let acme = acme(&s, &t);
+        handle(&c, &req("POST", "/migrations", Some(&acme))).await;
         let mut path = String::new();
         let mut checked = 0;
         for line in spec.lines() {
@@ -220,9 +241,11 @@ mod tests {
     async fn create_list_show_and_conflicts() {
         let d = tempfile::tempdir().unwrap();
         let c = ctx(d.path());
-        let r = handle(&c, &req("POST", "/migrations", Some(ACME))).await;
+        let (s, t) = sims().await;
+        let acme = acme(&s, &t);
+        let r = handle(&c, &req("POST", "/migrations", Some(&acme))).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
-        assert_eq!(handle(&c, &req("POST", "/migrations", Some(ACME))).await.status, 409);
+        assert_eq!(handle(&c, &req("POST", "/migrations", Some(&acme))).await.status, 409);
         let r = handle(&c, &req("GET", "/migrations", None)).await;
         assert_eq!(r.body["migrations"].as_array().unwrap().len(), 1);
         let r = handle(&c, &req("GET", "/migrations/acme", None)).await;
@@ -235,19 +258,21 @@ mod tests {
     async fn bad_requests_get_problems_naming_the_cause() {
         let d = tempfile::tempdir().unwrap();
         let c = ctx(d.path());
+        let (s, t) = sims().await;
+        let acme = acme(&s, &t);
         let r = handle(&c, &req("POST", "/migrations", Some("{not json"))).await;
         assert_eq!(r.status, 400);
         assert_eq!(r.content_type(), "application/problem+json");
         assert!(r.body["detail"].as_str().unwrap().contains("body"), "{:?}", r.body);
-        let r = handle(&c, &req("POST", "/migrations", Some(&ACME.replace("\"acme\"", "\"ac me\"")))).await;
+        let r = handle(&c, &req("POST", "/migrations", Some(&acme.replace("\"acme\"", "\"ac me\"")))).await;
         assert_eq!(r.status, 400);
         assert!(r.body["detail"].as_str().unwrap().contains("ac me"));
-        let r = handle(&c, &req("POST", "/migrations", Some(&ACME.replace("\"kind\":\"zendesk\"", "\"kind\":\"kayako\"")))).await;
+        let r = handle(&c, &req("POST", "/migrations", Some(&acme.replace("\"kind\":\"zendesk\"", "\"kind\":\"kayako\"")))).await;
         assert_eq!(r.status, 400);
         assert!(r.body["detail"].as_str().unwrap().contains("kayako"), "{:?}", r.body);
         assert_eq!(handle(&c, &req("DELETE", "/migrations", None)).await.status, 405);
         assert_eq!(handle(&c, &req("GET", "/elsewhere", None)).await.status, 404);
-        handle(&c, &req("POST", "/migrations", Some(ACME))).await;
+        handle(&c, &req("POST", "/migrations", Some(&acme))).await;
         let r = handle(&c, &req("POST", "/migrations/acme/runs", Some(r#"{"kind":"sideways"}"#))).await;
         assert_eq!(r.status, 400);
         assert!(r.body["detail"].as_str().unwrap().contains("sideways"));
@@ -259,7 +284,9 @@ mod tests {
     async fn runs_start_with_202_and_report_their_status() {
         let d = tempfile::tempdir().unwrap();
         let c = ctx(d.path());
-        handle(&c, &req("POST", "/migrations", Some(ACME))).await;
+        let (s, t) = sims().await;
+        let acme = acme(&s, &t);
+        handle(&c, &req("POST", "/migrations", Some(&acme))).await;
         let r = handle(&c, &req("POST", "/migrations/acme/runs", Some(r#"{"kind":"delta"}"#))).await;
         assert_eq!(r.status, 409, "a delta before any full read: {:?}", r.body);
         let r = handle(&c, &req("POST", "/migrations/acme/runs", Some(r#"{"kind":"full"}"#))).await;
@@ -275,5 +302,26 @@ mod tests {
         assert_eq!(reset.status, 202);
         assert_ne!(reset.body["run_id"], run.as_str(), "reset starts the full read over");
         assert_eq!(handle(&c, &req("GET", "/migrations/acme/runs/full-19700101T000000-deadbeef", None)).await.status, 404);
+    }
+
+    /// A full run whose source refuses the credentials is refused up front (422 naming the cause), and one
+    /// whose secret lacks the token cannot be built (422 naming the missing key).
+    #[tokio::test]
+    async fn full_runs_with_bad_or_missing_credentials_are_refused_before_they_start() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ctx(d.path());
+        let (s, t) = sims().await;
+        for id in ["wrong", "nosecret"] {
+            let body = acme(&s, &t).replace("\"acme\"", &format!("\"{id}\""));
+            assert_eq!(handle(&c, &req("POST", "/migrations", Some(&body))).await.status, 201);
+        }
+        let r = handle(&c, &req("POST", "/migrations/wrong/runs", Some(r#"{"kind":"full"}"#))).await;
+        assert_eq!(r.status, 422, "{:?}", r.body);
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains("cannot read the source") && detail.contains("credentials"), "{detail}");
+        assert!(!detail.contains("not-the-token"), "secrets never in answers: {detail}");
+        let r = handle(&c, &req("POST", "/migrations/nosecret/runs", Some(r#"{"kind":"full"}"#))).await;
+        assert_eq!(r.status, 422, "{:?}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().contains("SRC"), "{:?}", r.body);
     }
 }

@@ -29,6 +29,18 @@ impl PlanOutcome {
     }
 }
 
+/// Reads one page from each side before anything is planned or written, so bad credentials or a wrong
+/// URL stop the run at once with a clear error instead of failing every ticket one by one.
+pub async fn preflight(engine: &Engine) -> Result<(), EngineError> {
+    if let Err(e) = engine.source.list_ticket_ids(None).await {
+        return Err(EngineError::Refused(format!("cannot read the source ({}): {e}", engine.source.kind())));
+    }
+    if let Err(e) = engine.target.list_tickets(None).await {
+        return Err(EngineError::Refused(format!("cannot read the target ({}): {e}", engine.target.kind())));
+    }
+    Ok(())
+}
+
 /// Opens the next run. `restart_full` abandons an open full run and starts the full read again, which moves
 /// the reference point of later deltas to the new start (W4).
 pub async fn plan_window(engine: &Engine, kind: RunKind, restart_full: bool) -> Result<PlanOutcome, EngineError> {
