@@ -45,6 +45,8 @@ pub struct Opts {
     pub max_receives: u32,
     /// Latency the target simulator adds to every response.
     pub target_latency: Duration,
+    /// The source simulator's clock minus the real one (clock-skew scenarios).
+    pub source_clock_offset_secs: i64,
 }
 
 impl Default for Opts {
@@ -62,6 +64,7 @@ impl Default for Opts {
             target_max_attachment_bytes: None,
             max_receives: 10,
             target_latency: Duration::ZERO,
+            source_clock_offset_secs: 0,
         }
     }
 }
@@ -82,7 +85,14 @@ impl Harness {
     pub async fn start(opts: Opts) -> Harness {
         let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let source = ZendeskSim::start(
-            ZendeskSimConfig { seed: opts.seed, tickets: opts.tickets, publication_lag: opts.lag, max_seed_attachment_bytes: 300 * 1024, ..Default::default() },
+            ZendeskSimConfig {
+                seed: opts.seed,
+                tickets: opts.tickets,
+                publication_lag: opts.lag,
+                max_seed_attachment_bytes: 300 * 1024,
+                clock_offset_secs: opts.source_clock_offset_secs,
+                ..Default::default()
+            },
             local,
         )
         .await
@@ -120,7 +130,7 @@ impl Harness {
     }
 
     pub fn runner(&self) -> RunnerConfig {
-        RunnerConfig { workers: self.opts.workers, visibility: self.opts.visibility, stall_after: Duration::from_millis(self.opts.visibility.as_millis() as u64 + 500), max_stalls: 3, heartbeat: true }
+        runner_for(&self.opts)
     }
 
     pub async fn run(&self, kind: RunKind) -> Option<RunReport> {
@@ -179,6 +189,24 @@ impl Harness {
         let r = format!("{}{}", self.engine.settings.source_ref_prefix, source_id);
         self.engine.target.find_by_source_ref(&r).await.expect("find")
     }
+}
+
+/// The runner settings the harness uses for `opts`.
+pub fn runner_for(opts: &Opts) -> RunnerConfig {
+    RunnerConfig { workers: opts.workers, visibility: opts.visibility, stall_after: Duration::from_millis(opts.visibility.as_millis() as u64 + 500), max_stalls: 3, heartbeat: true }
+}
+
+/// The embedded engine on `dir` between any source and target connector configs, with the harness's
+/// settings from `opts` (used by pipelines between other help desks than two Zendesk simulators).
+pub fn open_engine_with(dir: &std::path::Path, source: &ConnectorConfig, target: &ConnectorConfig, opts: &Opts) -> Engine {
+    let source = build_source(source).expect("source");
+    let target = build_target(target).expect("target");
+    let rules = WindowRules::new(opts.lag, opts.overlap).expect("rules");
+    let mut settings = EngineSettings::new(rules, MIGRATION);
+    settings.clock_skew_margin = opts.margin;
+    settings.lease_ttl = opts.lease_ttl;
+    settings.max_attempts = opts.max_attempts;
+    deltadesk_local::open_engine(dir, MIGRATION, source, target, settings, opts.max_receives).expect("engine")
 }
 
 pub async fn run_with(engine: &Engine, rc: &RunnerConfig, kind: RunKind) -> Option<RunReport> {

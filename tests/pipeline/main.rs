@@ -9,5 +9,6 @@ mod contract;
 mod crash;
 mod delivery;
 mod e2e;
+mod source_faults;
 mod upsert;
 mod watermark;

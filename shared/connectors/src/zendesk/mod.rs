@@ -741,6 +741,17 @@ impl HelpDeskSource for Zendesk {
     fn api_stats(&self) -> ApiStats {
         self.client.counters().snapshot()
     }
+
+    async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
+        // A sample from the last minute is good enough: clocks drift far slower than that.
+        if let Some((offset, age)) = self.client.clock_offset() {
+            if age < std::time::Duration::from_secs(60) {
+                return Ok(Some(offset));
+            }
+        }
+        self.ticket_page(None).await?;
+        Ok(self.client.clock_offset().map(|(o, _)| o))
+    }
 }
 
 #[async_trait]

@@ -60,9 +60,11 @@ pub async fn plan_window(engine: &Engine, kind: RunKind, restart_full: bool) -> 
                 }
             }
         }
+        // Plan on the source's clock (see `HelpDeskSource::clock_offset`); record the run on ours.
         let now = engine.now();
+        let source_now = now + engine.source.clock_offset().await?.unwrap_or_else(chrono::Duration::zero);
         let window = match kind {
-            RunKind::Full => engine.settings.rules.full_window(now),
+            RunKind::Full => engine.settings.rules.full_window(source_now),
             RunKind::Delta => {
                 let Some(wm) = mig.watermark else {
                     return Err(EngineError::Refused(format!(
@@ -70,7 +72,7 @@ pub async fn plan_window(engine: &Engine, kind: RunKind, restart_full: bool) -> 
                         engine.migration
                     )));
                 };
-                match engine.settings.rules.delta_window(wm, now) {
+                match engine.settings.rules.delta_window(wm, source_now) {
                     Some(w) => w,
                     None => return Ok(PlanOutcome::UpToDate { watermark: wm }),
                 }

@@ -67,4 +67,10 @@ pub trait HelpDeskSource: Send + Sync {
     /// Every live ticket id, paged; used by `verify`.
     async fn list_ticket_ids(&self, cursor: Option<&str>) -> Result<(Vec<TicketId>, Option<String>), SourceError>;
     fn api_stats(&self) -> ApiStats;
+    /// The source's clock minus ours, when the source tells it (an HTTP `Date` header, say). Windows are
+    /// planned on the source's clock, because `updated_at` values are stamped with it: a source running
+    /// behind us would otherwise publish changes stamped before a watermark we already committed.
+    async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
+        Ok(None)
+    }
 }

@@ -161,6 +161,11 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    // The account's own clock (which may be skewed from ours by `clock_offset_secs`), as real servers send it.
+    let now = chrono::DateTime::from_timestamp_millis(sim.now_ms()).unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+        h.insert(header::DATE, v);
+    }
     h.insert("x-rate-limit", HeaderValue::from(limit));
     h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
     resp
