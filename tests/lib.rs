@@ -47,6 +47,8 @@ pub struct Opts {
     pub target_latency: Duration,
     /// The source simulator's clock minus the real one (clock-skew scenarios).
     pub source_clock_offset_secs: i64,
+    /// Both connectors' per-request timeout.
+    pub connector_timeout_secs: u64,
 }
 
 impl Default for Opts {
@@ -65,6 +67,7 @@ impl Default for Opts {
             max_receives: 10,
             target_latency: Duration::ZERO,
             source_clock_offset_secs: 0,
+            connector_timeout_secs: 30,
         }
     }
 }
@@ -107,8 +110,9 @@ impl Harness {
     /// A fresh engine on the same state directory — what a restarted process gets. Optional wrappers
     /// inject faults around the real target connector and queues.
     pub fn new_engine(&self, wrap_target: Option<&WrapTarget<'_>>, wrap_queue: Option<&WrapQueue<'_>>) -> Engine {
-        let source = build_source(&zendesk(&self.source.base_url(), self.opts.lag)).expect("source");
-        let mut tcfg = serde_json::json!({ "kind": "zendesk", "base_url": self.target.base_url(), "publication_lag_secs": self.opts.lag.as_secs() });
+        let scfg = serde_json::json!({ "kind": "zendesk", "base_url": self.source.base_url(), "publication_lag_secs": self.opts.lag.as_secs(), "timeout_secs": self.opts.connector_timeout_secs });
+        let source = build_source(&serde_json::from_value(scfg).expect("source config")).expect("source");
+        let mut tcfg = serde_json::json!({ "kind": "zendesk", "base_url": self.target.base_url(), "publication_lag_secs": self.opts.lag.as_secs(), "timeout_secs": self.opts.connector_timeout_secs });
         if let Some(max) = self.opts.target_max_attachment_bytes {
             tcfg["max_attachment_bytes"] = max.into();
         }

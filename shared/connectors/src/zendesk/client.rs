@@ -285,15 +285,27 @@ impl ZendeskClient {
         })
     }
 
-    /// GET a JSON document, with retries.
+    /// GET a JSON document, with retries. A body that breaks off or is not JSON is fetched again (a GET
+    /// is safe to repeat; a cut connection or a glitching proxy is the usual cause), and only reported as
+    /// malformed once the retries are spent.
     pub(crate) async fn get_json(&self, context: &str, url: &Url) -> Result<Value, ApiError> {
         let timeout = self.timeout;
-        let resp = self
-            .execute(context, &Method::GET, url, Replay::Retry, |rb| {
-                rb.timeout(timeout)
-            })
-            .await?;
-        self.read_json(context, resp).await
+        let mut attempt: u32 = 0;
+        loop {
+            let resp = self
+                .execute(context, &Method::GET, url, Replay::Retry, |rb| {
+                    rb.timeout(timeout)
+                })
+                .await?;
+            match self.read_json(context, resp).await {
+                Err(ApiError::Malformed { .. } | ApiError::Unavailable { .. }) if attempt < self.policy.max_retries => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// POST/PUT/DELETE with an optional JSON body; returns the JSON answer (`Null` if empty).
@@ -330,7 +342,12 @@ impl ZendeskClient {
                 }
             })
             .await?;
-        self.read_json(context, resp).await
+        // A write whose answer cannot be read may still have been applied: report it as a transient
+        // failure, so the engine settles it through its in-doubt path instead of failing the ticket.
+        self.read_json(context, resp).await.map_err(|e| match e {
+            ApiError::Malformed { record, cause } => ApiError::Unavailable { context: record, source: cause.into() },
+            other => other,
+        })
     }
 
     /// POST a streamed body once (a stream cannot be replayed: 429/5xx come back as retryable errors).

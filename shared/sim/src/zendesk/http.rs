@@ -159,6 +159,24 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
             .map(|l| l.saturating_sub(st.rate.count))
             .unwrap_or(UNLIMITED);
     }
+    if !is_attachment {
+        let slow = sim.faults().slow;
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
+        let injected = sim.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).decide();
+        if let Some(fault) = injected {
+            match super::faults::respond(fault) {
+                Some(resp) => return resp,
+                // A hang: answered late (the client may have given up), and processed.
+                None => {
+                    if let super::faults::Injected::Hang(d) = fault {
+                        tokio::time::sleep(d).await;
+                    }
+                }
+            }
+        }
+    }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     // The account's own clock (which may be skewed from ours by `clock_offset_secs`), as real servers send it.
@@ -237,11 +255,31 @@ async fn export(State(sim): State<ZendeskSim>, Query(q): Q) -> ApiResult {
     let st = sim.lock();
     let (page, end) = st.export(after, per_page, now_ms, lag_ms);
     let pos = page.last().map(|t| (t.updated_at, t.id)).unwrap_or(after);
-    let tickets: Vec<Value> = page
+    let mut tickets: Vec<Value> = page
         .iter()
         .map(|t| st.ticket_json(&base, t, true))
         .collect();
+    let listed: Vec<(u64, bool)> = page.iter().map(|t| (t.id, t.deleted)).collect();
     drop(st);
+    let faults = sim.faults();
+    if faults.repeat_records {
+        let again: Vec<Value> = tickets.iter().take(2).cloned().collect();
+        tickets.extend(again);
+    }
+    if faults.delete_after_listing > 0 {
+        // Deleted right after being listed: the fetch that follows finds them gone.
+        let mut left = faults.delete_after_listing;
+        let now = sim.now_secs();
+        for (id, deleted) in listed {
+            if left == 0 {
+                break;
+            }
+            if !deleted && sim.lock().delete_ticket(id, now).is_ok() {
+                left -= 1;
+            }
+        }
+        sim.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.delete_after_listing = left;
+    }
     let cursor = b64(&format!("{}|{}", pos.0, pos.1));
     ok(json!({
         "tickets": tickets,
@@ -452,6 +490,9 @@ async fn upload(
 }
 
 async fn download(State(sim): State<ZendeskSim>, Path(token): Path<String>) -> ApiResult {
+    if sim.faults().attachments_404 {
+        return Err(ApiError::not_found());
+    }
     let (data, ctype, name) = {
         let st = sim.lock();
         let id = st

@@ -5,6 +5,7 @@
 //! [`ZendeskSim::add_comment`], ...) or with [`ZendeskSim::start_live_agents`]. The agent actions use the same
 //! code paths as the HTTP handlers. All state lives behind one `std::sync::Mutex`, never held across `.await`.
 
+pub mod faults;
 mod http;
 mod live;
 pub(crate) mod model;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub use faults::Faults;
 pub use live::{LiveAgentConfig, LiveAgents, LiveStats};
 use model::{ApiError, State};
 
@@ -106,6 +108,8 @@ pub(crate) struct Inner {
     /// Switchable faults: writes to tickets carrying one of these `external_id`s are refused with
     /// (status, description), as a help desk refuses a record it will not take.
     pub write_faults: Mutex<BTreeMap<String, (u16, String)>>,
+    /// API faults switched on by the fault-injection scenarios.
+    pub faults: Mutex<faults::FaultState>,
 }
 
 /// A running simulator (cheap to clone).
@@ -145,6 +149,7 @@ impl ZendeskSim {
         let anchor = now.div_euclid(3600) * 3600 - lag - 60;
         seed::seed(&mut state, &config, anchor);
 
+        let fault_seed = config.seed;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let sim = ZendeskSim {
             inner: Arc::new(Inner {
@@ -153,6 +158,7 @@ impl ZendeskSim {
                 state: Mutex::new(state),
                 shutdown: tx,
                 write_faults: Mutex::new(BTreeMap::new()),
+                faults: Mutex::new(faults::FaultState::new(fault_seed)),
             }),
         };
         let app = http::router(sim.clone());
@@ -178,6 +184,20 @@ impl ZendeskSim {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(external_id.to_string(), (status, description.to_string()));
+    }
+
+    /// Switches API faults on (or off, with `Faults::default()`).
+    pub fn set_faults(&self, f: faults::Faults) {
+        self.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults = f;
+    }
+
+    /// How many requests got an injected fault so far.
+    pub fn faults_injected(&self) -> u64 {
+        self.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).injected
+    }
+
+    pub(crate) fn faults(&self) -> faults::Faults {
+        self.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.clone()
     }
 
     pub fn clear_write_faults(&self) {
