@@ -9,6 +9,7 @@ mod contract;
 mod crash;
 mod delivery;
 mod e2e;
+mod freshdesk;
 mod source_faults;
 mod upsert;
 mod watermark;

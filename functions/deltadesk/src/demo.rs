@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use deltadesk_core::window::RunKind;
-use deltadesk_sim::zendesk::{LiveAgentConfig, ZendeskSim, ZendeskSimConfig};
+use deltadesk_sim::freshdesk::{FreshdeskSim, FreshdeskSimConfig};
+use deltadesk_sim::zendesk::{LiveAgentConfig, LiveStats, ZendeskSim, ZendeskSimConfig};
 
 use crate::commands::{print_run, print_verify, run_once};
 use crate::config::{Config, EngineSection, MigrationSection};
@@ -37,6 +38,87 @@ pub struct DemoArgs {
     /// Keep the state here instead of a temporary directory.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The help desk being left (a seeded simulator).
+    #[arg(long, value_enum, default_value_t = Desk::Zendesk)]
+    from: Desk,
+    /// The help desk being moved to (an empty simulator).
+    #[arg(long, value_enum, default_value_t = Desk::Zendesk)]
+    to: Desk,
+}
+
+/// The help desks the demo can simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Desk {
+    Zendesk,
+    Freshdesk,
+}
+
+/// A running simulator of either kind.
+enum Sim {
+    Zendesk(ZendeskSim),
+    Freshdesk(FreshdeskSim),
+}
+
+enum Agents {
+    Zendesk(deltadesk_sim::zendesk::LiveAgents),
+    Freshdesk(deltadesk_sim::freshdesk::FreshdeskLiveAgents),
+}
+
+impl Sim {
+    async fn source(desk: Desk, seed: u64, tickets: usize, lag: Duration) -> anyhow::Result<Sim> {
+        let local: SocketAddr = "127.0.0.1:0".parse()?;
+        Ok(match desk {
+            Desk::Zendesk => Sim::Zendesk(ZendeskSim::start(ZendeskSimConfig { seed, tickets, publication_lag: lag, ..Default::default() }, local).await?),
+            Desk::Freshdesk => Sim::Freshdesk(FreshdeskSim::start(FreshdeskSimConfig { seed, tickets, ..Default::default() }, local).await?),
+        })
+    }
+
+    async fn target(desk: Desk, lag: Duration) -> anyhow::Result<Sim> {
+        let local: SocketAddr = "127.0.0.1:0".parse()?;
+        Ok(match desk {
+            Desk::Zendesk => Sim::Zendesk(ZendeskSim::start(ZendeskSimConfig { publication_lag: lag, ..ZendeskSimConfig::empty_target(900_000) }, local).await?),
+            Desk::Freshdesk => Sim::Freshdesk(FreshdeskSim::start(FreshdeskSimConfig::empty_target(900_000), local).await?),
+        })
+    }
+
+    fn base_url(&self) -> String {
+        match self {
+            Sim::Zendesk(s) => s.base_url(),
+            Sim::Freshdesk(s) => s.base_url(),
+        }
+    }
+
+    fn connector(&self, lag: u64) -> anyhow::Result<deltadesk_connectors::registry::ConnectorConfig> {
+        let kind = match self {
+            Sim::Zendesk(_) => "zendesk",
+            Sim::Freshdesk(_) => "freshdesk",
+        };
+        serde_json::from_value(serde_json::json!({ "kind": kind, "base_url": self.base_url(), "publication_lag_secs": lag }))
+            .context("building the simulator connector config")
+    }
+
+    fn start_live_agents(&self, cfg: LiveAgentConfig) -> Agents {
+        match self {
+            Sim::Zendesk(s) => Agents::Zendesk(s.start_live_agents(cfg)),
+            Sim::Freshdesk(s) => Agents::Freshdesk(s.start_live_agents(cfg)),
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Sim::Zendesk(s) => s.shutdown(),
+            Sim::Freshdesk(s) => s.shutdown(),
+        }
+    }
+}
+
+impl Agents {
+    async fn stop(self) -> LiveStats {
+        match self {
+            Agents::Zendesk(a) => a.stop().await,
+            Agents::Freshdesk(a) => a.stop().await,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -56,16 +138,10 @@ pub struct SimulateArgs {
     lag: u64,
 }
 
-fn zendesk_connector(base_url: &str, lag: u64) -> anyhow::Result<deltadesk_connectors::registry::ConnectorConfig> {
-    serde_json::from_value(serde_json::json!({ "kind": "zendesk", "base_url": base_url, "publication_lag_secs": lag }))
-        .context("building the simulator connector config")
-}
-
 pub async fn demo(a: DemoArgs, json: bool) -> anyhow::Result<u8> {
     let lag = Duration::from_secs(a.lag);
-    let local: SocketAddr = "127.0.0.1:0".parse()?;
-    let source = ZendeskSim::start(ZendeskSimConfig { seed: a.seed, tickets: a.tickets, publication_lag: lag, ..Default::default() }, local).await?;
-    let target = ZendeskSim::start(ZendeskSimConfig { publication_lag: lag, ..ZendeskSimConfig::empty_target(900_000) }, local).await?;
+    let source = Sim::source(a.from, a.seed, a.tickets, lag).await?;
+    let target = Sim::target(a.to, lag).await?;
     let tmp;
     let dir = match &a.dir {
         Some(d) => d.clone(),
@@ -76,15 +152,15 @@ pub async fn demo(a: DemoArgs, json: bool) -> anyhow::Result<u8> {
     };
     let cfg = Config {
         migration: MigrationSection { id: "demo".into() },
-        source: zendesk_connector(&source.base_url(), a.lag)?,
-        target: zendesk_connector(&target.base_url(), a.lag)?,
+        source: source.connector(a.lag)?,
+        target: target.connector(a.lag)?,
         engine: EngineSection { state_dir: dir.clone(), overlap_secs: (a.lag * 3).max(1), clock_skew_margin_secs: 1, visibility_secs: 10, ..Default::default() },
         mapping: Default::default(),
     };
     cfg.validate()?;
     let engine = crate::wiring::engine(&cfg)?;
     let rc = crate::wiring::runner_config(&cfg);
-    say(json, &format!("source simulator {} ({} tickets, seed {}), target simulator {}, state in {}", source.base_url(), a.tickets, a.seed, target.base_url(), dir.display()));
+    say(json, &format!("source: {:?} simulator {} ({} tickets, seed {}); target: {:?} simulator {}; state in {}", a.from, source.base_url(), a.tickets, a.seed, a.to, target.base_url(), dir.display()));
     let agents = source.start_live_agents(LiveAgentConfig { seed: a.seed, actions_per_second: a.agent_rate, max_attachment_bytes: 256 * 1024 });
     say(json, &format!("live agents working in the source at {} actions/s", a.agent_rate));
     let mut worst = 0u8;

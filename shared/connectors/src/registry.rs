@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub enum ConnectorConfig {
     /// Zendesk Support (or the Zendesk simulator).
     Zendesk(crate::zendesk::ZendeskConfig),
+    /// Freshdesk API v2 (or the Freshdesk simulator).
+    Freshdesk(crate::freshdesk::FreshdeskConfig),
+    /// Request Tracker 5 over REST2 (source only).
+    Rt(crate::rt::RtConfig),
 }
 
 impl ConnectorConfig {
@@ -18,6 +22,8 @@ impl ConnectorConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ConnectorConfig::Zendesk(_) => crate::zendesk::KIND,
+            ConnectorConfig::Freshdesk(_) => crate::freshdesk::KIND,
+            ConnectorConfig::Rt(_) => crate::rt::KIND,
         }
     }
 
@@ -25,6 +31,8 @@ impl ConnectorConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             ConnectorConfig::Zendesk(c) => c.validate(),
+            ConnectorConfig::Freshdesk(c) => c.validate(),
+            ConnectorConfig::Rt(c) => c.validate(),
         }
     }
 }
@@ -40,12 +48,26 @@ pub struct ConnectorInfo {
 
 /// The one registry list.
 pub fn connectors() -> Vec<ConnectorInfo> {
-    vec![ConnectorInfo {
-        kind: crate::zendesk::KIND,
-        description: "Zendesk Support: incremental ticket export as source; ticket import, updates and uploads as target",
-        can_source: true,
-        can_target: true,
-    }]
+    vec![
+        ConnectorInfo {
+            kind: crate::zendesk::KIND,
+            description: "Zendesk Support: incremental ticket export as source; ticket import, updates and uploads as target",
+            can_source: true,
+            can_target: true,
+        },
+        ConnectorInfo {
+            kind: crate::freshdesk::KIND,
+            description: "Freshdesk API v2: ticket list by updated_since (live, deleted and spam passes) as source; tickets and notes (multipart attachments) as target",
+            can_source: true,
+            can_target: true,
+        },
+        ConnectorInfo {
+            kind: crate::rt::KIND,
+            description: "Request Tracker 5 (REST2): TicketSQL by LastUpdated, ticket history and attachments; source only",
+            can_source: true,
+            can_target: false,
+        },
+    ]
 }
 
 /// Builds a source connector (validates the config and reads its secret from the environment).
@@ -57,6 +79,8 @@ pub fn build_source(cfg: &ConnectorConfig) -> Result<Arc<dyn HelpDeskSource>, Co
 pub fn build_source_with(cfg: &ConnectorConfig, secrets: &dyn Secrets) -> Result<Arc<dyn HelpDeskSource>, ConfigError> {
     match cfg {
         ConnectorConfig::Zendesk(c) => Ok(Arc::new(crate::zendesk::Zendesk::with_secrets(c.clone(), secrets)?)),
+        ConnectorConfig::Freshdesk(c) => Ok(Arc::new(crate::freshdesk::Freshdesk::with_secrets(c.clone(), secrets)?)),
+        ConnectorConfig::Rt(c) => Ok(Arc::new(crate::rt::Rt::with_secrets(c.clone(), secrets)?)),
     }
 }
 
@@ -89,6 +113,11 @@ pub fn build_target(cfg: &ConnectorConfig) -> Result<Arc<dyn HelpDeskTarget>, Co
 pub fn build_target_with(cfg: &ConnectorConfig, secrets: &dyn Secrets) -> Result<Arc<dyn HelpDeskTarget>, ConfigError> {
     match cfg {
         ConnectorConfig::Zendesk(c) => Ok(Arc::new(crate::zendesk::Zendesk::with_secrets(c.clone(), secrets)?)),
+        ConnectorConfig::Freshdesk(c) => Ok(Arc::new(crate::freshdesk::Freshdesk::with_secrets(c.clone(), secrets)?)),
+        ConnectorConfig::Rt(_) => Err(ConfigError::Invalid {
+            field: "kind".into(),
+            cause: "Request Tracker (rt) is source-only: it cannot be a migration target".into(),
+        }),
     }
 }
 
@@ -132,7 +161,7 @@ mod tests {
             serde_json::from_str(r#"{"kind":"zendesk","base_url":"http://127.0.0.1:9999"}"#)
                 .unwrap();
         assert_eq!(cfg.kind(), "zendesk");
-        let ConnectorConfig::Zendesk(z) = &cfg;
+        let ConnectorConfig::Zendesk(z) = &cfg else { panic!("expected a zendesk config") };
         assert_eq!(z.per_page, 1000);
         assert_eq!(z.publication_lag_secs, 60);
         assert!(z.verify_uploads);
@@ -143,13 +172,39 @@ mod tests {
     #[test]
     fn unknown_kind_and_unknown_fields_are_refused() {
         assert!(
-            serde_json::from_str::<ConnectorConfig>(r#"{"kind":"rt","base_url":"http://x"}"#)
+            serde_json::from_str::<ConnectorConfig>(r#"{"kind":"freshdesk-x","base_url":"http://x"}"#)
                 .is_err()
         );
         assert!(serde_json::from_str::<ConnectorConfig>(
             r#"{"kind":"zendesk","base_url":"http://x","per_pge":5}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn rt_is_listed_as_source_only_and_refused_as_target() {
+        let all = connectors();
+        let rt = all.iter().find(|c| c.kind == "rt").unwrap();
+        assert!(rt.can_source && !rt.can_target);
+        let cfg: ConnectorConfig = serde_json::from_str(
+            r#"{"kind":"rt","base_url":"https://rt.acme.com","token_env":"RT_TOKEN"}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.kind(), "rt");
+        cfg.validate().unwrap();
+        let mut map = std::collections::HashMap::new();
+        assert!(matches!(build_source_with(&cfg, &map), Err(ConfigError::MissingSecret { env_var, .. }) if env_var == "RT_TOKEN"));
+        map.insert("RT_TOKEN".to_string(), "1-14-abc".to_string());
+        let s = build_source_with(&cfg, &map).unwrap();
+        assert_eq!((s.kind(), s.publication_lag()), ("rt", std::time::Duration::from_secs(1)));
+        match build_target_with(&cfg, &map) {
+            Err(ConfigError::Invalid { field, cause }) => {
+                assert_eq!(field, "kind");
+                assert!(cause.contains("source-only"), "{cause}");
+            }
+            other => panic!("expected Invalid, got {:?}", other.err()),
+        }
+        assert!(serde_json::from_str::<ConnectorConfig>(r#"{"kind":"rt","base_url":"https://x","email":"a@b.c"}"#).is_err());
     }
 
     #[test]

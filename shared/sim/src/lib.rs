@@ -14,4 +14,5 @@
 //!   - `zendesk/live.rs`: live agents, a tokio task performing random agent actions.
 //! - `tests/zendesk.rs`: end-to-end tests with reqwest against a simulator on `127.0.0.1:0`.
 
+pub mod freshdesk;
 pub mod zendesk;
