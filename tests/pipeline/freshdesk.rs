@@ -156,7 +156,7 @@ async fn the_page_ceiling_mid_window_restarts_the_listing_without_loss() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deleted_and_spam_tickets_are_carried_as_deletions() {
+async fn deleted_and_spam_tickets_are_carried_as_deletions_and_restored_ones_come_back() {
     let source = FreshdeskSim::start(FreshdeskSimConfig { seed: 9, tickets: 8, max_seed_attachment_bytes: 4 * 1024, ..Default::default() }, local()).await.unwrap();
     let target = ZendeskSim::start(ZendeskSimConfig { publication_lag: Duration::from_secs(1), ..ZendeskSimConfig::empty_target(900_000) }, local()).await.unwrap();
     let p = Pipeline::new(&freshdesk(&source.base_url(), json!({})), &zendesk(&target.base_url(), Duration::from_secs(1)), Opts::default());
@@ -174,6 +174,18 @@ async fn deleted_and_spam_tickets_are_carried_as_deletions() {
     let v = p.verify().await;
     assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
     assert_eq!(v.source_tickets, 6);
+
+    // Restored from the trash and marked "not spam": both come back, once each.
+    source.restore_ticket(trashed);
+    source.restore_ticket(spammed);
+    let r = p.settle_and_delta().await;
+    assert!(r.failures.is_empty(), "a restored ticket must not fail: {r:#?}");
+    assert_eq!(r.count("created"), 2, "{r:#?}");
+    assert_eq!(p.target_ids(trashed).await.len(), 1);
+    assert_eq!(p.target_ids(spammed).await.len(), 1);
+    let v = p.verify().await;
+    assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
+    assert_eq!(v.source_tickets, 8);
 }
 
 /// An attachment over the target connector's limit is reported by name; the rest of its ticket lands.

@@ -56,6 +56,11 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
         save(engine, &pk, &sk, &map, &mut rev).await?;
         return Ok((outcome, vec![], vec![]));
     };
+    if map.deleted {
+        // Back in the source (restored from the trash or from spam) after we deleted its copy: the copy is
+        // gone for good (targets do not list deleted tickets), so the ticket is created afresh.
+        map = TicketMapping { version: map.version, ..TicketMapping::default() };
+    }
     let staged: StagedTicket = serde_json::from_slice(&engine.blobs.get(key).await?)
         .map_err(|e| EngineError::BadMessage(format!("staged snapshot {key} of ticket {ticket_id}: {e}")))?;
     // The target's vocabulary: an unmapped value fails the ticket with its cause (reported, retried next run).

@@ -12,7 +12,8 @@ pub struct UploadedAttachment {
     pub source_id: String,
     /// Target's handle for attaching (Zendesk upload token).
     pub token: String,
-    /// Where the target serves it: inline images are re-pointed here.
+    /// Where the target serves it: inline images are re-pointed here. Empty when the target only assigns
+    /// URLs when the comment is written (Freshdesk has no upload tokens); the connector re-points then.
     pub content_url: String,
     pub size: u64,
     /// Hash of the bytes the target serves back, checked against the source's.

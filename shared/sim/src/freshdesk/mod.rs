@@ -331,6 +331,12 @@ impl FreshdeskSim {
         self.lock().mark_spam(ticket_id, now).map_err(|e| e.message())
     }
 
+    /// Restore a ticket from the trash or from spam. Panics if unknown.
+    pub fn restore_ticket(&self, ticket_id: u64) {
+        let now = self.now_secs();
+        self.lock().restore(ticket_id, now).unwrap_or_else(|e| panic!("restore_ticket {ticket_id}: {}", e.message()))
+    }
+
     /// Start live agents performing random actions until [`FreshdeskLiveAgents::stop`].
     pub fn start_live_agents(&self, config: LiveAgentConfig) -> FreshdeskLiveAgents {
         live::start(self.clone(), config)

@@ -828,6 +828,16 @@ impl State {
         Ok(())
     }
 
+    /// Restores a ticket from the trash or from spam (Freshdesk's `PUT /tickets/{id}/restore`, or an agent
+    /// marking it "not spam").
+    pub fn restore(&mut self, id: u64, now: i64) -> Result<(), ApiError> {
+        let t = self.tickets.get_mut(&id).ok_or_else(ApiError::not_found)?;
+        t.deleted = false;
+        t.spam = false;
+        t.updated_at = now;
+        Ok(())
+    }
+
     /// The tickets `GET /tickets` lists for a filter, ordered; `updated_since == None` keeps only those created
     /// in the last `default_days` days.
     pub fn list(&self, filter: Option<&str>, updated_since: Option<i64>, order_by: &str, asc: bool, now: i64, default_days: i64) -> Vec<&Ticket> {
