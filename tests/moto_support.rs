@@ -127,7 +127,7 @@ impl Deployment {
         }
         let event = to_event(url, &msgs);
         *batch_no += 1;
-        if duplicate_every > 0 && *batch_no % duplicate_every == 0 {
+        if duplicate_every > 0 && (*batch_no).is_multiple_of(duplicate_every) {
             handle_sqs_event(&self.ctx, queue, event.clone()).await;
         }
         let (resp, _) = handle_sqs_event(&self.ctx, queue, event).await;
