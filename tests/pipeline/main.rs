@@ -1,6 +1,7 @@
 //! Whole-pipeline tests: the embedded engine against Zendesk simulators on port 0. Each test names the
 //! guarantee it checks (W1–W4 watermark protocol, U1–U5 upsert protocol; see README "Guarantees").
 
+mod bad_input;
 #[cfg(feature = "moto")]
 mod aws;
 #[cfg(feature = "contract")]

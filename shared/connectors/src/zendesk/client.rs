@@ -279,15 +279,19 @@ impl ZendeskClient {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&body).map_err(|e| ApiError::Malformed {
-            record: context.to_string(),
-            cause: format!("response is not JSON: {e}"),
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_eof() {
+                // Cut off mid-document: a dropped connection or proxy, worth asking again.
+                ApiError::Unavailable { context: context.to_string(), source: format!("response ends early: {e}").into() }
+            } else {
+                ApiError::Malformed { record: context.to_string(), cause: format!("response is not JSON: {e}") }
+            }
         })
     }
 
-    /// GET a JSON document, with retries. A body that breaks off or is not JSON is fetched again (a GET
-    /// is safe to repeat; a cut connection or a glitching proxy is the usual cause), and only reported as
-    /// malformed once the retries are spent.
+    /// GET a JSON document, with retries. A body that breaks off is fetched again (a GET is safe to repeat;
+    /// a cut connection or a glitching proxy is the usual cause); a complete body that is not JSON is
+    /// reported as malformed at once.
     pub(crate) async fn get_json(&self, context: &str, url: &Url) -> Result<Value, ApiError> {
         let timeout = self.timeout;
         let mut attempt: u32 = 0;
@@ -298,7 +302,8 @@ impl ZendeskClient {
                 })
                 .await?;
             match self.read_json(context, resp).await {
-                Err(ApiError::Malformed { .. } | ApiError::Unavailable { .. }) if attempt < self.policy.max_retries => {
+                // Only a body that broke off is fetched again; one that is complete but not JSON stays so.
+                Err(ApiError::Unavailable { .. }) if attempt < self.policy.max_retries => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(self.policy.backoff(attempt)).await;
                     attempt += 1;

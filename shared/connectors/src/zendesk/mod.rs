@@ -598,6 +598,20 @@ fn mapping_err(record: &str, cause: &str) -> MappingError {
     }
 }
 
+/// A Zendesk ticket must have a requester. A ticket without one (RT allows it, a corrupt source record has
+/// it) is refused with that cause, before any write: created, Zendesk answers a bare 422; updated, the PUT
+/// would leave `requester_id` out, keep the target's old requester and report a clean update — a divergence
+/// only `verify` would show (bad-input catalogue, `bad_input::a_requester_removed_from_a_migrated_ticket_is_reported`).
+fn require_requester(t: &Ticket) -> Result<(), TargetError> {
+    match t.requester {
+        Some(_) => Ok(()),
+        None => Err(TargetError::Unmappable {
+            record: format!("ticket {}", t.source_id),
+            cause: "it has no requester, and a Zendesk ticket must have one".into(),
+        }),
+    }
+}
+
 fn target_num(id: &TargetId) -> Option<u64> {
     id.0.trim().parse().ok()
 }
@@ -787,6 +801,7 @@ impl HelpDeskTarget for Zendesk {
         comments: &[CommentWrite<'_>],
     ) -> Result<TargetId, TargetError> {
         mapping::status_to_zd(ticket).map_err(unmappable)?;
+        require_requester(ticket)?;
         let refs = self.refs(ticket, false).await?;
         let mut cs = Vec::with_capacity(comments.len());
         for cw in comments {
@@ -813,6 +828,7 @@ impl HelpDeskTarget for Zendesk {
     async fn update_fields(&self, id: &TargetId, ticket: &Ticket) -> Result<(), TargetError> {
         let n = target_num(id).ok_or_else(|| TargetError::NotFound(id.clone()))?;
         mapping::status_to_zd(ticket).map_err(unmappable)?;
+        require_requester(ticket)?;
         let refs = self.refs(ticket, true).await?;
         let fields = mapping::ticket_fields_to_zd(ticket, &refs).map_err(unmappable)?;
         let context = format!("PUT ticket {n}");

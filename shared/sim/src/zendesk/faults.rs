@@ -35,6 +35,10 @@ pub struct Faults {
     /// The next N tickets the export lists are deleted right after the page is served (a ticket deleted
     /// between listing and fetching).
     pub delete_after_listing: u32,
+    /// Text replaced in every API answer's JSON as sent (not in attachment downloads): (from, to) pairs, applied
+    /// in order. For what a serializer would never produce, e.g. a lone surrogate escape `\udc80` in a file
+    /// name — JSON text a source written in a UTF-16 language (JavaScript, Java, .NET) can send.
+    pub rewrite_json: Vec<(String, String)>,
 }
 
 /// A fault decided for one request.

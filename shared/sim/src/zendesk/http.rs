@@ -178,6 +178,12 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
         }
     }
     let mut resp = next.run(req).await;
+    if !is_attachment {
+        let rewrites = sim.faults().rewrite_json;
+        if !rewrites.is_empty() {
+            resp = rewrite_body(resp, &rewrites).await;
+        }
+    }
     let h = resp.headers_mut();
     // The account's own clock (which may be skewed from ours by `clock_offset_secs`), as real servers send it.
     let now = chrono::DateTime::from_timestamp_millis(sim.now_ms()).unwrap_or_default();
@@ -187,6 +193,20 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
     h.insert("x-rate-limit", HeaderValue::from(limit));
     h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
     resp
+}
+
+/// Fault `rewrite_json`: the answer's body with each (from, to) replaced.
+async fn rewrite_body(resp: Response, rewrites: &[(String, String)]) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    for (from, to) in rewrites {
+        text = text.replace(from.as_str(), to);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 fn parse_id(raw: &str) -> Result<u64, ApiError> {

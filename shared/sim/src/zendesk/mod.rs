@@ -365,6 +365,37 @@ impl ZendeskSim {
         }
     }
 
+    // ---- fault hooks: records the API's own validation refuses ----------------------------------------------
+    //
+    // Bad-input tests need records a real help desk can hold (imported long ago, migrated in from elsewhere,
+    // left behind by a deleted user) but that this simulator's agent actions validate away. These hooks edit
+    // the state directly; they are not part of the Zendesk API and never run unless a test calls them.
+
+    /// Fault hook: ticket `ticket_id` is served (show, show_many, list, export) with the fields of the JSON
+    /// object `fields` overriding its own, e.g. `{"requester_id": null}` for a ticket with no requester. The
+    /// ticket's `updated_at` moves to now, so the change is exported like an edit. Panics if the ticket is
+    /// unknown or `fields` is not an object.
+    pub fn corrupt_ticket(&self, ticket_id: u64, fields: Value) {
+        let now = self.now_secs();
+        let Value::Object(fields) = fields else { panic!("corrupt_ticket {ticket_id}: fields must be an object") };
+        let mut st = self.lock();
+        let t = st.tickets.get_mut(&ticket_id).unwrap_or_else(|| panic!("corrupt_ticket: no ticket {ticket_id}"));
+        t.updated_at = now;
+        st.json_overrides.entry(ticket_id).or_default().extend(fields);
+    }
+
+    /// Fault hook: comment `comment_id` of ticket `ticket_id` is authored by `author_id`, which need not be a
+    /// user this account knows (an author the users API cannot resolve). `updated_at` moves to now. Panics if
+    /// the ticket or comment is unknown.
+    pub fn corrupt_comment_author(&self, ticket_id: u64, comment_id: u64, author_id: u64) {
+        let now = self.now_secs();
+        let mut st = self.lock();
+        let t = st.tickets.get_mut(&ticket_id).unwrap_or_else(|| panic!("corrupt_comment_author: no ticket {ticket_id}"));
+        let c = t.comments.iter_mut().find(|c| c.id == comment_id).unwrap_or_else(|| panic!("corrupt_comment_author: no comment {comment_id}"));
+        c.author_id = author_id;
+        t.updated_at = now;
+    }
+
     /// Start live agents performing random actions until [`LiveAgents::stop`].
     pub fn start_live_agents(&self, config: LiveAgentConfig) -> LiveAgents {
         live::start(self.clone(), config)

@@ -261,6 +261,9 @@ pub(crate) struct State {
     pub rate: RateWindow,
     pub export_rate: RateWindow,
     pub stats: SimStats,
+    /// Fault hook ([`ZendeskSim::corrupt_ticket`](super::ZendeskSim::corrupt_ticket)): fields that override a
+    /// ticket's served JSON, to serve records the API's own validation would refuse (e.g. no requester).
+    pub json_overrides: BTreeMap<u64, serde_json::Map<String, Value>>,
 }
 
 fn next(seq: &mut u64, base: u64) -> u64 {
@@ -433,6 +436,7 @@ impl State {
             rate: RateWindow::new(),
             export_rate: RateWindow::new(),
             stats: SimStats::default(),
+            json_overrides: BTreeMap::new(),
         }
     }
 
@@ -625,6 +629,11 @@ impl State {
         });
         if export {
             v["generated_timestamp"] = json!(t.updated_at);
+        }
+        if let Some(o) = self.json_overrides.get(&t.id) {
+            for (k, x) in o {
+                v[k.as_str()] = x.clone();
+            }
         }
         v
     }
