@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod e2e;
 mod freshdesk;
+mod soak;
 mod source_faults;
 mod upsert;
 mod watermark;
