@@ -1,9 +1,9 @@
 //! Whole-pipeline tests: the embedded engine against Zendesk simulators on port 0. Each test names the
 //! guarantee it checks (W1–W4 watermark protocol, U1–U5 upsert protocol; see README "Guarantees").
 
-mod bad_input;
 #[cfg(feature = "moto")]
 mod aws;
+mod bad_input;
 #[cfg(feature = "contract")]
 mod contract;
 #[cfg(feature = "failpoints")]
@@ -13,5 +13,7 @@ mod e2e;
 mod freshdesk;
 mod soak;
 mod source_faults;
+#[cfg(feature = "rt")]
+mod rt;
 mod upsert;
 mod watermark;
