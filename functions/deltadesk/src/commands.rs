@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Demo(args) => crate::demo::demo(args, cli.json).await,
         Command::Simulate(args) => crate::demo::simulate(args).await,
+        Command::Bench(args) => crate::bench::bench(args, cli.json).await,
         Command::Connectors => {
             let list = deltadesk_connectors::registry::connectors();
             if cli.json {
@@ -73,7 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                     Ok(0)
                 }
-                Command::Demo(_) | Command::Simulate(_) | Command::Connectors => unreachable!("handled above"),
+                Command::Demo(_) | Command::Simulate(_) | Command::Bench(_) | Command::Connectors => unreachable!("handled above"),
             }
         }
     }

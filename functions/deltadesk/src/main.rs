@@ -1,6 +1,7 @@
 //! `deltadesk`, the operator CLI: wiring only — config, connectors, the embedded backends, and the
 //! engine's use cases. The logic lives in `deltadesk-core`.
 
+mod bench;
 mod commands;
 mod config;
 mod demo;
@@ -52,6 +53,8 @@ pub enum Command {
     Verify,
     /// Lists the help-desk connectors this build knows.
     Connectors,
+    /// Benchmarks (issue #7): calls, engine, delta, attachment, saturation. See BENCHMARKS.md.
+    Bench(bench::BenchArgs),
     /// Dead-letter queue operations.
     Dlq {
         #[command(subcommand)]
