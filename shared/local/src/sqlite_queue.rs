@@ -150,17 +150,11 @@ impl SqliteQueue {
                     after = id;
                     if count >= max_receives {
                         tracing::warn!(queue = %name, message_id = id, receive_count = count, "moving message to the dead-letter queue");
-                        tx.execute(
-                            "UPDATE messages SET queue = ?2, receipt = NULL, visible_at = ?3 WHERE id = ?1",
-                            params![id, dlq, now],
-                        )?;
+                        tx.prepare_cached("UPDATE messages SET queue = ?2, receipt = NULL, visible_at = ?3 WHERE id = ?1")?.execute(params![id, dlq, now])?;
                         continue;
                     }
                     let receipt = uuid::Uuid::new_v4().to_string();
-                    tx.execute(
-                        "UPDATE messages SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3 WHERE id = ?1",
-                        params![id, receipt, hidden_until],
-                    )?;
+                    tx.prepare_cached("UPDATE messages SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3 WHERE id = ?1")?.execute(params![id, receipt, hidden_until])?;
                     out.push(Received {
                         message_id: id.to_string(),
                         receipt,
@@ -208,10 +202,7 @@ impl Queue for SqliteQueue {
         let (name, body) = (self.name.to_string(), body.to_string());
         self.run(move |conn| {
             let now = sqlite::now_ms();
-            conn.execute(
-                "INSERT INTO messages (queue, body, sent_at, visible_at, receive_count) VALUES (?1, ?2, ?3, ?4, 0)",
-                params![name, body, now, now.saturating_add(sqlite::ms(delay))],
-            )?;
+            conn.prepare_cached("INSERT INTO messages (queue, body, sent_at, visible_at, receive_count) VALUES (?1, ?2, ?3, ?4, 0)")?.execute(params![name, body, now, now.saturating_add(sqlite::ms(delay))])?;
             Ok(())
         })
         .await
@@ -263,7 +254,7 @@ impl Queue for SqliteQueue {
         let (name, receipt) = (self.name.to_string(), receipt.to_string());
         self.run(move |conn| {
             // Matching on the receipt makes a stale one (the message was received again since) a no-op.
-            conn.execute("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2", params![name, receipt])?;
+            conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?.execute(params![name, receipt])?;
             Ok(())
         })
         .await
@@ -276,10 +267,7 @@ impl Queue for SqliteQueue {
         let (name, receipt) = (self.name.to_string(), receipt.to_string());
         self.run(move |conn| {
             let until = sqlite::now_ms().saturating_add(sqlite::ms(visibility));
-            conn.execute(
-                "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
-                params![name, receipt, until],
-            )?;
+            conn.prepare_cached("UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2")?.execute(params![name, receipt, until])?;
             Ok(())
         })
         .await
@@ -289,14 +277,10 @@ impl Queue for SqliteQueue {
         let name = self.name.to_string();
         self.run(move |conn| {
             let now = sqlite::now_ms();
-            let (visible, in_flight, delayed): (i64, i64, i64) = conn.query_row(
-                "SELECT COALESCE(SUM(visible_at <= ?2), 0),
+            let (visible, in_flight, delayed): (i64, i64, i64) = conn.prepare_cached("SELECT COALESCE(SUM(visible_at <= ?2), 0),
                         COALESCE(SUM(visible_at > ?2 AND receive_count > 0 AND receipt IS NOT NULL), 0),
                         COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0)
-                 FROM messages WHERE queue = ?1",
-                params![name, now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+                 FROM messages WHERE queue = ?1")?.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let n = |v: i64| u64::try_from(v).unwrap_or(0);
             Ok(QueueDepth { visible: n(visible), in_flight: n(in_flight), delayed: n(delayed) })
         })
@@ -306,10 +290,7 @@ impl Queue for SqliteQueue {
     async fn redrive_dead_letters(&self) -> Result<u64, QueueError> {
         let (name, dlq) = (self.name.to_string(), self.dlq.to_string());
         self.run(move |conn| {
-            let moved = conn.execute(
-                "UPDATE messages SET queue = ?1, receive_count = 0, receipt = NULL, visible_at = ?3 WHERE queue = ?2",
-                params![name, dlq, sqlite::now_ms()],
-            )?;
+            let moved = conn.prepare_cached("UPDATE messages SET queue = ?1, receive_count = 0, receipt = NULL, visible_at = ?3 WHERE queue = ?2")?.execute(params![name, dlq, sqlite::now_ms()])?;
             Ok(moved as u64)
         })
         .await

@@ -88,11 +88,10 @@ impl StateStore for SqliteState {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StateError> {
         let (pk, sk) = (pk.to_string(), sk.to_string());
         self.run(move |conn| {
+            // Cached statements: the engine runs these few statements tens of thousands of times.
             let row = conn
-                .query_row("SELECT rev, value FROM items WHERE pk = ?1 AND sk = ?2", params![pk, sk], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()
+                .prepare_cached("SELECT rev, value FROM items WHERE pk = ?1 AND sk = ?2")
+                .and_then(|mut st| st.query_row(params![pk, sk], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).optional())
                 .map_err(unavailable)?;
             row.map(|(rev, value)| to_item(pk, sk, rev, &value)).transpose()
         })
@@ -200,12 +199,8 @@ fn transact_blocking(conn: &mut Connection, writes: &[Write]) -> Result<(), Stat
     let mut rows = Vec::with_capacity(writes.len());
     for (index, w) in writes.iter().enumerate() {
         let row = tx
-            .query_row(
-                "SELECT rev, value, expires_at FROM items WHERE pk = ?1 AND sk = ?2",
-                params![w.pk, w.sk],
-                |r| Ok(Row { rev: r.get(0)?, value: r.get(1)?, expires_at: r.get(2)? }),
-            )
-            .optional()
+            .prepare_cached("SELECT rev, value, expires_at FROM items WHERE pk = ?1 AND sk = ?2")
+            .and_then(|mut st| st.query_row(params![w.pk, w.sk], |r| Ok(Row { rev: r.get(0)?, value: r.get(1)?, expires_at: r.get(2)? })).optional())
             .map_err(unavailable)?;
         let holds = match w.cond {
             Condition::Always => true,
@@ -227,7 +222,8 @@ fn transact_blocking(conn: &mut Connection, writes: &[Write]) -> Result<(), Stat
                 upsert(&tx, w, next_rev, &value.to_string(), expires_at)?;
             }
             WriteOp::Delete => {
-                tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![w.pk, w.sk])
+                tx.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+                    .and_then(|mut st| st.execute(params![w.pk, w.sk]))
                     .map_err(unavailable)?;
             }
             WriteOp::Add { deltas } => {
@@ -249,11 +245,11 @@ fn transact_blocking(conn: &mut Connection, writes: &[Write]) -> Result<(), Stat
 }
 
 fn upsert(tx: &rusqlite::Transaction<'_>, w: &Write, rev: i64, value: &str, expires_at: Option<i64>) -> Result<(), StateError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO items (pk, sk, rev, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (pk, sk) DO UPDATE SET rev = excluded.rev, value = excluded.value, expires_at = excluded.expires_at",
-        params![w.pk, w.sk, rev, value, expires_at],
     )
+    .and_then(|mut st| st.execute(params![w.pk, w.sk, rev, value, expires_at]))
     .map_err(unavailable)?;
     Ok(())
 }
