@@ -1,7 +1,7 @@
 //! The real `api` binary under cargo-lambda's Lambda Runtime API emulator, answering API Gateway (REST)
 //! events: create and list migrations, start a run, and a bad request as problem+json.
 
-use deltadesk_tests::moto_support::{deploy, start_sims, LambdaEmulator};
+use deltadesk_tests::moto_support::{deploy, moto, start_sims, LambdaEmulator};
 use serde_json::{json, Value};
 
 fn request(method: &str, path: &str, body: Option<&str>) -> Value {
@@ -24,9 +24,17 @@ async fn the_api_binary_answers_api_gateway_events_under_the_runtime_emulator() 
     let d = deploy(5).await;
     let (source, target) = start_sims(2).await;
     let lambda = LambdaEmulator::start(env!("CARGO_BIN_EXE_api"), &d.function_env()).await;
+    // The source wants its API token, which lives only in the migration's Secrets Manager secret.
+    aws_sdk_secretsmanager::Client::new(&moto().await)
+        .create_secret()
+        .name(format!("{}viaapi", d.ctx.backends.secret_prefix))
+        .secret_string(json!({"SOURCE_TOKEN": "src-t0ken"}).to_string())
+        .send()
+        .await
+        .expect("secret");
     let def = json!({
         "id": "viaapi",
-        "source": {"kind": "zendesk", "base_url": source.base_url(), "publication_lag_secs": 1},
+        "source": {"kind": "zendesk", "base_url": source.base_url(), "email": "admin@source.test", "token_env": "SOURCE_TOKEN", "publication_lag_secs": 1},
         "target": {"kind": "zendesk", "base_url": target.base_url(), "publication_lag_secs": 1},
         "overlap_secs": 3
     });
