@@ -48,6 +48,10 @@ pub struct Deployment {
     pub fetch_dlq_url: String,
     pub write_url: String,
     pub write_dlq_url: String,
+    /// Visibility timeout the Lambda-like driver receives with (the queue's own, in a deployment).
+    pub visibility_secs: i32,
+    /// Hand each batch's records to the handler in reverse order (SQS standard queues keep no order).
+    pub reverse_batches: bool,
 }
 
 pub async fn deploy(max_receives: u32) -> Deployment {
@@ -70,7 +74,7 @@ pub async fn deploy(max_receives: u32) -> Deployment {
         secrets: Arc::new(SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&cfg))),
         secret_prefix: prefix,
     };
-    Deployment { ctx: Context::new(backends), sqs, table, bucket, fetch_url, fetch_dlq_url: fetch_dlq, write_url, write_dlq_url }
+    Deployment { ctx: Context::new(backends), sqs, table, bucket, fetch_url, fetch_dlq_url: fetch_dlq, write_url, write_dlq_url, visibility_secs: 10, reverse_batches: false }
 }
 
 impl Deployment {
@@ -116,7 +120,7 @@ impl Deployment {
             .queue_url(url)
             .max_number_of_messages(10)
             .wait_time_seconds(0)
-            .visibility_timeout(10)
+            .visibility_timeout(self.visibility_secs)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
@@ -125,7 +129,10 @@ impl Deployment {
         if msgs.is_empty() {
             return 0;
         }
-        let event = to_event(url, &msgs);
+        let mut event = to_event(url, &msgs);
+        if self.reverse_batches {
+            event.records.reverse();
+        }
         *batch_no += 1;
         if duplicate_every > 0 && (*batch_no).is_multiple_of(duplicate_every) {
             handle_sqs_event(&self.ctx, queue, event.clone()).await;
@@ -134,7 +141,13 @@ impl Deployment {
         let failed: HashSet<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         for m in &msgs {
             if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
-                self.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle.clone().unwrap_or_default()).send().await.expect("delete");
+                let deleted = self.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle.clone().unwrap_or_default()).send().await;
+                // Another consumer already finished and deleted it (its visibility expired under us): as
+                // Lambda's event source does, take that as done.
+                if let Err(e) = deleted {
+                    let invalid = e.as_service_error().is_some_and(|s| s.is_receipt_handle_is_invalid());
+                    assert!(invalid, "delete: {e:?}");
+                }
             }
         }
         msgs.len()
@@ -168,6 +181,11 @@ impl Deployment {
 
 /// A seeded source (its API token required) and an empty target.
 pub async fn start_sims(tickets: usize) -> (ZendeskSim, ZendeskSim) {
+    start_sims_slow(tickets, Duration::ZERO).await
+}
+
+/// Like [`start_sims`], with a target that takes `target_latency` to answer each request.
+pub async fn start_sims_slow(tickets: usize, target_latency: Duration) -> (ZendeskSim, ZendeskSim) {
     let local = "127.0.0.1:0".parse().unwrap();
     let source = ZendeskSim::start(
         ZendeskSimConfig {
@@ -181,7 +199,7 @@ pub async fn start_sims(tickets: usize) -> (ZendeskSim, ZendeskSim) {
     )
     .await
     .unwrap();
-    let target = ZendeskSim::start(ZendeskSimConfig { publication_lag: Duration::from_secs(1), ..ZendeskSimConfig::empty_target(900_000) }, local).await.unwrap();
+    let target = ZendeskSim::start(ZendeskSimConfig { publication_lag: Duration::from_secs(1), latency: target_latency, ..ZendeskSimConfig::empty_target(900_000) }, local).await.unwrap();
     (source, target)
 }
 

@@ -113,10 +113,21 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
             }
             let target_id = engine.target.create_ticket(&source_ref, ticket, &writes).await?;
             crate::failpoint!(engine, "after_target_create");
-            map.target_id = Some(target_id);
+            map.target_id = Some(target_id.clone());
             map.create_in_doubt = false;
             map.comments_done = ticket.comments.len();
             map.fields_hash = Some(ticket.fields_hash());
+            map.version = Some(version);
+            if let Err(e) = save(engine, &pk, &sk, &map, &mut rev).await {
+                // Our lease ran out while we created (work slower than the lease TTL) and another writer
+                // moved the mapping on. Unless it adopted our ticket, ours is a second copy: take it back (U1).
+                let current = load::<TicketMapping>(engine.state.as_ref(), &pk, &sk).await?.and_then(|(m, _)| m.target_id);
+                if current.as_ref() != Some(&target_id) {
+                    tracing::warn!(ticket = %ticket_id, duplicate = %target_id, "lost the lease while creating: deleting the second copy");
+                    engine.target.delete_ticket(&target_id).await?;
+                }
+                return Err(e);
+            }
             adds.push((counter::COMMENTS, ticket.comments.len() as i64));
             outcome = counter::CREATED;
         }
@@ -219,12 +230,15 @@ async fn acquire_lease(engine: &Engine, ticket: &TicketId) -> Result<u64, Engine
     let now = engine.now();
     let read = load::<Lease>(engine.state.as_ref(), &pk, &sk).await?;
     if let Some((l, _)) = &read {
-        if l.expires_at > now && l.owner != engine.instance {
+        // Any live lease excludes every other write, even from this process: handlers sharing one engine
+        // (a Lambda context, say) must not write one ticket at once either.
+        if l.expires_at > now {
             return Err(EngineError::Busy(format!("ticket {ticket} is being written by {}", l.owner)));
         }
     }
     let ttl = chrono::Duration::from_std(engine.settings.lease_ttl).unwrap_or_default();
-    let lease = Lease { owner: engine.instance.clone(), expires_at: now + ttl };
+    let owner = format!("{}/{}", engine.instance, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let lease = Lease { owner, expires_at: now + ttl };
     let rev = read.map(|(_, r)| r);
     match engine.state.transact(vec![put_if(&pk, &sk, &lease, rev)]).await {
         Ok(()) => Ok(rev.map(|r| r + 1).unwrap_or(1)),
