@@ -250,3 +250,36 @@ async fn inline_images_are_copied_and_repointed() {
     let v = p.verify().await;
     assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
 }
+
+/// A ticket assigned to an agent the target Freshdesk does not have (agents are matched by email, never
+/// created) fails with the agent named; the rest of the delta lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unknown_agent_email_is_reported_and_the_rest_lands() {
+    let source = zendesk_source(5, 4 * 1024).await;
+    let target = freshdesk_target().await;
+    let p = Pipeline::new(&zendesk(&source.base_url(), Duration::from_secs(1)), &freshdesk(&target.base_url(), json!({})), Opts::default());
+    p.full().await;
+    // A new agent in the source only, through the Zendesk API as an admin would add one.
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/v2/users/create_or_update", source.base_url()))
+        .json(&json!({"user": {"email": "new.hire@support.example.com", "name": "New Hire", "role": "agent"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let agent = created["user"]["id"].as_u64().unwrap();
+    let open: Vec<u64> = source.snapshot()["tickets"].as_array().unwrap().iter().filter(|t| t["status"] != "closed" && t["deleted"] != true).map(|t| t["id"].as_u64().unwrap()).collect();
+    let (reassigned, other) = (open[0], open[1]);
+    source.update_ticket(reassigned, json!({"assignee_id": agent}));
+    source.add_comment(other, true, "<p>an unrelated reply</p>", None);
+    let d = p.settle_and_delta().await;
+    assert_eq!(d.failures.len(), 1, "{d:#?}");
+    assert_eq!(d.failures[0].ticket, reassigned.to_string());
+    assert!(d.failures[0].cause.contains("new.hire@support.example.com") && d.failures[0].cause.contains("not an agent"), "{}", d.failures[0].cause);
+    let v = p.verify().await;
+    assert!(v.missing.is_empty() && v.duplicated.is_empty(), "{v:#?}");
+    assert!(!v.mismatched.is_empty(), "the reassigned ticket keeps its old assignee in the target: {v:#?}");
+    assert!(v.mismatched.iter().all(|m| m.starts_with(&format!("ticket {reassigned} "))), "only the reassigned ticket differs: {v:#?}");
+}
