@@ -115,6 +115,18 @@ impl From<ApiError> for TargetError {
     }
 }
 
+/// The error for a non-success answer once no retry is left: 5xx → `Unavailable` (retryable), 401/403 →
+/// `Auth`, 404 → `NotFound`, any other status → `Rejected` with the help desk's message. One mapping for
+/// every connector, so they classify failures alike.
+pub(crate) fn status_error(context: &str, status: reqwest::StatusCode, message: String) -> ApiError {
+    match status {
+        s if s.is_server_error() => ApiError::Unavailable { context: context.to_string(), source: format!("HTTP {}: {message}", s.as_u16()).into() },
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => ApiError::Auth(format!("{context}: HTTP {}: {message}", status.as_u16())),
+        reqwest::StatusCode::NOT_FOUND => ApiError::NotFound { context: context.to_string() },
+        _ => ApiError::Rejected { context: context.to_string(), status: status.as_u16(), message },
+    }
+}
+
 /// Retry policy: 429 honours `Retry-After` up to a cap; 5xx, timeouts and connection errors back off by
 /// doubling from `base_backoff` (no jitter); at most `max_retries` retries per request.
 #[derive(Debug, Clone, Copy)]

@@ -234,25 +234,10 @@ impl ZendeskClient {
                     continue;
                 }
                 let message = self.error_body(resp).await;
-                return Err(ApiError::Unavailable {
-                    context: context.to_string(),
-                    source: format!("HTTP {}: {message}", status.as_u16()).into(),
-                });
+                return Err(http::status_error(context, status, message));
             }
             let message = self.error_body(resp).await;
-            return Err(match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    ApiError::Auth(format!("{context}: HTTP {}: {message}", status.as_u16()))
-                }
-                StatusCode::NOT_FOUND => ApiError::NotFound {
-                    context: context.to_string(),
-                },
-                _ => ApiError::Rejected {
-                    context: context.to_string(),
-                    status: status.as_u16(),
-                    message,
-                },
-            });
+            return Err(http::status_error(context, status, message));
         }
     }
 
