@@ -104,14 +104,16 @@ async fn w3_same_second_updates_are_not_lost() {
 /// W3: a change published later than the source's stated lag is still carried, by the next delta's overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn w3_a_record_published_late_is_caught_by_the_overlap() {
-    let h = Harness::start(Opts { tickets: 4, lag: Duration::from_secs(1), overlap: Duration::from_secs(4), ..Default::default() }).await;
+    let h = Harness::start(Opts { tickets: 4, lag: Duration::from_secs(1), overlap: Duration::from_secs(8), ..Default::default() }).await;
     h.full().await;
     let x = h.source_tickets()[0].0;
     h.source.update_ticket(x, json!({"subject": "published late"}));
-    h.source.hold_publication(x, Duration::from_secs(2));
+    // Published 6 s after the stated lag: long enough that the first delta cannot see it even on a loaded
+    // machine, while its change time stays inside the next delta's overlap.
+    h.source.hold_publication(x, Duration::from_secs(6));
     h.settle_and_delta().await;
     assert_ne!(h.target_copy(x).await.subject, "published late", "the record was meant to be invisible to this delta");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     h.settle_and_delta().await;
     assert_eq!(h.target_copy(x).await.subject, "published late");
     assert!(h.verify().await.is_clean());
