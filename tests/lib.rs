@@ -213,6 +213,55 @@ pub fn open_engine_with(dir: &std::path::Path, source: &ConnectorConfig, target:
     deltadesk_local::open_engine(dir, MIGRATION, source, target, settings, opts.max_receives).expect("engine")
 }
 
+/// A Freshdesk connector config for `base_url` (publication lag 1 s) with the `extra` keys.
+pub fn freshdesk(base_url: &str, extra: serde_json::Value) -> ConnectorConfig {
+    let mut v = serde_json::json!({"kind": "freshdesk", "base_url": base_url, "publication_lag_secs": 1});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).expect("freshdesk config")
+}
+
+/// An engine between any two connector configs on a fresh state directory (pipelines between other help
+/// desks than two Zendesk simulators).
+pub struct Pipeline {
+    _dir: tempfile::TempDir,
+    pub opts: Opts,
+    pub engine: Engine,
+}
+
+impl Pipeline {
+    pub fn new(source: &ConnectorConfig, target: &ConnectorConfig, opts: Opts) -> Pipeline {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open_engine_with(dir.path(), source, target, &opts);
+        Pipeline { _dir: dir, opts, engine }
+    }
+
+    pub async fn full(&self) -> RunReport {
+        run_with(&self.engine, &runner_for(&self.opts), RunKind::Full).await.expect("a full run always opens")
+    }
+
+    /// Waits until everything changed so far is published, then runs a delta.
+    pub async fn settle_and_delta(&self) -> RunReport {
+        tokio::time::sleep(self.opts.lag + Duration::from_millis(1100)).await;
+        run_with(&self.engine, &runner_for(&self.opts), RunKind::Delta).await.expect("a delta after the lag has a window")
+    }
+
+    pub async fn verify(&self) -> VerifyReport {
+        verify(self.engine.source.as_ref(), self.engine.target.as_ref(), &self.engine.settings.source_ref_prefix, 4).await.expect("verify")
+    }
+
+    pub async fn migration(&self) -> MigrationState {
+        runs::load_migration(&self.engine).await.expect("migration").0
+    }
+
+    /// Target ticket ids carrying the source reference of `source_id`.
+    pub async fn target_ids(&self, source_id: u64) -> Vec<TargetId> {
+        let r = self.engine.source_ref(&deltadesk_core::model::TicketId(source_id.to_string()));
+        self.engine.target.find_by_source_ref(&r).await.expect("find")
+    }
+}
+
 pub async fn run_with(engine: &Engine, rc: &RunnerConfig, kind: RunKind) -> Option<RunReport> {
     let outcome = plan_window(engine, kind, false).await.expect("plan");
     let run = match outcome {
@@ -322,6 +371,9 @@ impl HelpDeskTarget for LostResponses {
     }
     async fn download(&self, a: &Attachment) -> Result<ByteStream, TargetError> {
         self.inner.download(a).await
+    }
+    async fn vocabulary(&self) -> Result<deltadesk_core::vocabulary::Vocabulary, TargetError> {
+        self.inner.vocabulary().await
     }
     fn api_stats(&self) -> ApiStats {
         self.inner.api_stats()

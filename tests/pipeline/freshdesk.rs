@@ -6,60 +6,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use deltadesk_connectors::registry::ConnectorConfig;
-use deltadesk_core::engine::report::RunReport;
-use deltadesk_core::engine::verify::{verify, VerifyReport};
-use deltadesk_core::engine::Engine;
-use deltadesk_core::model::{TargetId, TicketId};
-use deltadesk_core::window::RunKind;
 use deltadesk_sim::freshdesk::{FreshdeskSim, FreshdeskSimConfig};
 use deltadesk_sim::zendesk::{LiveAgentConfig, ZendeskSim, ZendeskSimConfig};
-use deltadesk_tests::{open_engine_with, run_with, runner_for, zendesk, Opts};
+use deltadesk_tests::{freshdesk, zendesk, Opts, Pipeline};
 use serde_json::{json, Value};
 
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-fn freshdesk(base_url: &str, extra: Value) -> ConnectorConfig {
-    let mut v = json!({"kind": "freshdesk", "base_url": base_url, "publication_lag_secs": 1});
-    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
-    serde_json::from_value(v).expect("freshdesk config")
-}
-
-/// An engine between two configs on a fresh state directory.
-struct Pipeline {
-    _dir: tempfile::TempDir,
-    opts: Opts,
-    engine: Engine,
-}
-
-impl Pipeline {
-    fn new(source: &ConnectorConfig, target: &ConnectorConfig, opts: Opts) -> Pipeline {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let engine = open_engine_with(dir.path(), source, target, &opts);
-        Pipeline { _dir: dir, opts, engine }
-    }
-
-    async fn full(&self) -> RunReport {
-        run_with(&self.engine, &runner_for(&self.opts), RunKind::Full).await.expect("a full run always opens")
-    }
-
-    async fn settle_and_delta(&self) -> RunReport {
-        tokio::time::sleep(self.opts.lag + Duration::from_millis(1100)).await;
-        run_with(&self.engine, &runner_for(&self.opts), RunKind::Delta).await.expect("a delta after the lag has a window")
-    }
-
-    async fn verify(&self) -> VerifyReport {
-        verify(self.engine.source.as_ref(), self.engine.target.as_ref(), &self.engine.settings.source_ref_prefix, 4).await.expect("verify")
-    }
-
-    async fn target_ids(&self, source_id: u64) -> Vec<TargetId> {
-        let r = self.engine.source_ref(&TicketId(source_id.to_string()));
-        self.engine.target.find_by_source_ref(&r).await.expect("find")
-    }
 }
 
 async fn zendesk_source(tickets: usize, max_att: u64) -> ZendeskSim {

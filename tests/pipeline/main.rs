@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod e2e;
 mod freshdesk;
+mod freshdesk_faults;
 mod soak;
 mod source_faults;
 #[cfg(feature = "rt")]

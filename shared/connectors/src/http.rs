@@ -127,6 +127,62 @@ pub(crate) fn status_error(context: &str, status: reqwest::StatusCode, message: 
     }
 }
 
+/// The server's clock as its `Date` headers tell it: the offset from ours of the last answer, and when
+/// that sample was taken. Clones share the sample.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerClock {
+    /// The server's clock minus ours, in ms (i64::MIN = no sample yet).
+    offset_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// When the sample was taken (our Unix ms).
+    sampled_at_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Default for ServerClock {
+    fn default() -> Self {
+        ServerClock { offset_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)), sampled_at_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)) }
+    }
+}
+
+impl ServerClock {
+    /// How old a sample may be and still be used: clocks drift far slower than that.
+    pub const FRESH: Duration = Duration::from_secs(60);
+
+    /// The server's clock minus ours, as last seen in a `Date` header, and how old that sample is.
+    pub fn offset(&self) -> Option<(chrono::Duration, Duration)> {
+        let off = self.offset_ms.load(Ordering::Relaxed);
+        if off == i64::MIN {
+            return None;
+        }
+        let age_ms = chrono::Utc::now().timestamp_millis() - self.sampled_at_ms.load(Ordering::Relaxed);
+        Some((chrono::Duration::milliseconds(off), Duration::from_millis(age_ms.max(0) as u64)))
+    }
+
+    /// A sample younger than [`ServerClock::FRESH`], if there is one.
+    pub fn fresh_offset(&self) -> Option<chrono::Duration> {
+        self.offset().filter(|(_, age)| *age < Self::FRESH).map(|(o, _)| o)
+    }
+
+    /// Records the server's clock from an answer's `Date` header (one-second resolution: the offset is taken
+    /// against the middle of our current second so the rounding error stays within ±0.5 s).
+    pub fn sample(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(date) = headers.get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) else { return };
+        let Ok(server) = chrono::DateTime::parse_from_rfc2822(date) else { return };
+        let now = chrono::Utc::now().timestamp_millis();
+        self.offset_ms.store(server.timestamp_millis() + 500 - now, Ordering::Relaxed);
+        self.sampled_at_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// The offset a source port reports: a fresh sample, else one taken by `probe` (any call to the server).
+    /// Only real skew is reported: `Date` has one-second resolution, so a sample is only good to ±0.5 s and
+    /// smaller differences are noise (covered by the clock-skew margin and the overlap).
+    pub async fn source_offset<T, E>(&self, probe: impl std::future::Future<Output = Result<T, E>>) -> Result<Option<chrono::Duration>, E> {
+        if self.fresh_offset().is_none() {
+            probe.await?;
+        }
+        Ok(self.fresh_offset().filter(|o| o.num_milliseconds().abs() >= 2000))
+    }
+}
+
 /// Retry policy: 429 honours `Retry-After` up to a cap; 5xx, timeouts and connection errors back off by
 /// doubling from `base_backoff` (no jitter); at most `max_retries` retries per request.
 #[derive(Debug, Clone, Copy)]

@@ -12,7 +12,13 @@
 //!   - `zendesk/seed.rs`: deterministic seeding (ChaCha8 from the configured seed).
 //!   - `zendesk/http.rs`: the axum router, handlers, auth / rate-limit / latency middleware.
 //!   - `zendesk/live.rs`: live agents, a tokio task performing random agent actions.
+//! - [`freshdesk`]: the Freshdesk API v2 simulator, laid out the same way.
+//! - [`faults`]: the switchable API faults both simulators inject (429 storms, 5xx bursts, hangs, resets,
+//!   truncated JSON, slow answers, repeated listing records, tickets deleted after listing, attachment 404s).
+//! - [`fault_proxy`]: a reverse proxy injecting the same faults in front of a real server (Request Tracker).
 //! - `tests/zendesk.rs`: end-to-end tests with reqwest against a simulator on `127.0.0.1:0`.
 
+pub mod fault_proxy;
+pub mod faults;
 pub mod freshdesk;
 pub mod zendesk;

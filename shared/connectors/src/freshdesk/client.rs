@@ -98,6 +98,8 @@ pub struct FreshdeskClient {
     pacer: Option<Pacer>,
     /// `X-RateLimit-Remaining` of the last answer (u64::MAX until one is seen).
     remaining: AtomicU64,
+    /// The account's clock, from the `Date` header of its answers.
+    clock: http::ServerClock,
 }
 
 /// The human part of a Freshdesk error body: `description` and each `errors[]` `field: message`.
@@ -156,11 +158,17 @@ impl FreshdeskClient {
             timeout,
             pacer: cfg.requests_per_minute.map(|rpm| Pacer { interval: Duration::from_secs(60) / rpm, next: tokio::sync::Mutex::new(tokio::time::Instant::now()) }),
             remaining: AtomicU64::new(u64::MAX),
+            clock: http::ServerClock::default(),
         })
     }
 
     pub fn counters(&self) -> &Arc<ApiCounters> {
         &self.counters
+    }
+
+    /// The account's clock, as the `Date` headers of its answers tell it.
+    pub(crate) fn clock(&self) -> &http::ServerClock {
+        &self.clock
     }
 
     /// `X-RateLimit-Remaining` of the last answer, if any was seen.
@@ -236,6 +244,9 @@ impl FreshdeskClient {
                 }
             };
             let status = resp.status();
+            if self.same_origin(url) {
+                self.clock.sample(resp.headers());
+            }
             let remaining = resp.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
             if let Some(r) = remaining {
                 self.remaining.store(r, Ordering::Relaxed);

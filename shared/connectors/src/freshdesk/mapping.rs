@@ -681,11 +681,14 @@ impl ListCursor {
         out
     }
 
-    /// The query to continue with after a full page: the next page, or — at the page ceiling — page 1 again
-    /// from the newest `updated_at` seen, skipping what was already returned at that second. If a whole
-    /// ceiling's worth of tickets shares one second (no progress), the restart moves one second on.
+    /// The query to continue with after a full page: page 1 again from the newest `updated_at` seen, skipping
+    /// what was already returned at that second (keyset paging). Not `page + 1`: pages are offsets, and a
+    /// ticket that leaves the listing between two pages (trashed, spammed, or updated to its end) moves every
+    /// later row up by one, so the first row of the next page would never be listed. Only while the page made
+    /// no progress (every row at `since`) does the query go on to its next page, up to the ceiling; if a whole
+    /// ceiling's worth of tickets shares one second, the restart moves one second on.
     pub fn advance(&self, max_page: u32) -> ListCursor {
-        if self.page < max_page {
+        if self.last_at == self.since && self.page < max_page {
             return ListCursor { page: self.page + 1, ..self.clone() };
         }
         self.restart()
@@ -916,20 +919,22 @@ mod tests {
     }
 
     #[test]
-    fn cursor_round_trips_and_restarts_at_the_ceiling_without_repeats() {
+    fn cursor_round_trips_and_continues_by_keyset_without_repeats() {
         let mut c = ListCursor::start(1, 100);
         assert_eq!(ListCursor::decode(&c.encode()), Some(c.clone()));
         assert_eq!(ListCursor::decode("garbage"), None);
         assert_eq!(c.take(&[(1, 100), (2, 105), (3, 105)]), vec![(1, 100), (2, 105), (3, 105)]);
-        let next = c.advance(2);
-        assert_eq!(next.page, 2);
-        let mut c = next;
-        c.take(&[(4, 107), (5, 107)]);
-        // Page 2 was the ceiling: restart at the newest second seen, skipping what was listed at it.
-        let mut r = c.advance(2);
-        assert_eq!((r.page, r.since, r.skip.clone()), (1, 107, vec![4, 5]));
+        // Progress: page 1 again from the newest second seen, skipping what was listed at it, so a ticket
+        // leaving the listing in between shifts nothing past us.
+        let mut r = c.advance(300);
+        assert_eq!((r.page, r.since, r.skip.clone()), (1, 105, vec![2, 3]));
         assert_eq!(ListCursor::decode(&r.encode()), Some(r.clone()));
-        assert_eq!(r.take(&[(4, 107), (5, 107), (6, 107), (7, 110)]), vec![(6, 107), (7, 110)]);
+        assert_eq!(r.take(&[(2, 105), (3, 105), (4, 105), (5, 110)]), vec![(4, 105), (5, 110)]);
+        // A whole page at one second: the next page of the same query, up to the ceiling.
+        let mut same = ListCursor::start(0, 200);
+        same.take(&[(6, 200), (7, 200)]);
+        let next = same.advance(2);
+        assert_eq!((next.page, next.since), (2, 200));
         // No progress over a whole ceiling: move one second on.
         let stuck = ListCursor { pass: 0, since: 50, page: 2, skip: vec![], last_at: 50, last_ids: vec![1, 2] };
         assert_eq!(stuck.advance(2).since, 51);

@@ -401,7 +401,8 @@ impl Freshdesk {
                 refs.insert(id, r.to_string());
             }
         }
-        let past_end = until.is_some_and(|end| rows.last().is_some_and(|(_, at)| *at > end));
+        // The newest row, not the last: a page may repeat earlier records at its end.
+        let past_end = until.is_some_and(|end| rows.iter().any(|(_, at)| *at > end));
         let full = rows.len() >= per_page;
         let taken = cursor.take(&rows);
         let next = if full && !past_end {
@@ -764,6 +765,12 @@ impl HelpDeskSource for Freshdesk {
 
     fn api_stats(&self) -> ApiStats {
         self.client.counters().snapshot()
+    }
+
+    async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
+        // Any answer carries the account's `Date`; the ticket fields are one small call.
+        let url = self.url("/api/v2/ticket_fields", &[]);
+        Ok(self.client.clock().source_offset(self.client.get_json("GET ticket_fields (clock)", &url)).await?)
     }
 }
 

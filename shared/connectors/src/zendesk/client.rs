@@ -38,10 +38,8 @@ pub struct ZendeskClient {
     counters: Arc<ApiCounters>,
     policy: RetryPolicy,
     timeout: Duration,
-    /// The account's clock minus ours, in ms, from the last response's `Date` header (i64::MIN = unknown).
-    clock_offset_ms: Arc<std::sync::atomic::AtomicI64>,
-    /// When that sample was taken (our Unix ms).
-    clock_sampled_at_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// The account's clock, from the `Date` header of its answers.
+    clock: http::ServerClock,
 }
 
 /// Which failures a request may be sent again after.
@@ -93,30 +91,13 @@ impl ZendeskClient {
                 base_backoff: Duration::from_millis(200),
             },
             timeout,
-            clock_offset_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
-            clock_sampled_at_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            clock: http::ServerClock::default(),
         })
     }
 
-    /// The account's clock minus ours, as last seen in a `Date` header, and how old that sample is.
-    pub fn clock_offset(&self) -> Option<(chrono::Duration, Duration)> {
-        let off = self.clock_offset_ms.load(Ordering::Relaxed);
-        if off == i64::MIN {
-            return None;
-        }
-        let age_ms = chrono::Utc::now().timestamp_millis() - self.clock_sampled_at_ms.load(Ordering::Relaxed);
-        Some((chrono::Duration::milliseconds(off), Duration::from_millis(age_ms.max(0) as u64)))
-    }
-
-    /// Records the server's clock from a response's `Date` header (one-second resolution: the offset is
-    /// taken against the middle of our current second so the rounding error stays within ±0.5 s).
-    fn sample_clock(&self, headers: &reqwest::header::HeaderMap) {
-        let Some(date) = headers.get(reqwest::header::DATE).and_then(|d| d.to_str().ok()) else { return };
-        let Ok(server) = chrono::DateTime::parse_from_rfc2822(date) else { return };
-        let now = chrono::Utc::now().timestamp_millis();
-        let offset_ms = server.timestamp_millis() + 500 - now;
-        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
-        self.clock_sampled_at_ms.store(now, Ordering::Relaxed);
+    /// The account's clock, as the `Date` headers of its answers tell it.
+    pub(crate) fn clock(&self) -> &http::ServerClock {
+        &self.clock
     }
 
     /// The request counters of this client.
@@ -207,7 +188,7 @@ impl ZendeskClient {
                 }
             };
             let status = resp.status();
-            self.sample_clock(resp.headers());
+            self.clock.sample(resp.headers());
             tracing::debug!(method = %method, path = url.path(), status = status.as_u16(), "zendesk");
             if status.is_success() {
                 return Ok(resp);

@@ -757,17 +757,7 @@ impl HelpDeskSource for Zendesk {
     }
 
     async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
-        // A sample from the last minute is good enough: clocks drift far slower than that.
-        let sample = match self.client.clock_offset() {
-            Some((offset, age)) if age < std::time::Duration::from_secs(60) => Some(offset),
-            _ => {
-                self.ticket_page(None).await?;
-                self.client.clock_offset().map(|(o, _)| o)
-            }
-        };
-        // `Date` has one-second resolution, so a sample is only good to ±0.5 s: smaller differences are
-        // noise (and covered by the clock-skew margin and the overlap), only real skew is acted on.
-        Ok(sample.filter(|o| o.num_milliseconds().abs() >= 2000))
+        self.client.clock().source_offset(self.ticket_page(None)).await.map_err(Into::into)
     }
 }
 

@@ -122,14 +122,7 @@ async fn middleware(State(sim): State<FreshdeskSim>, req: Request, next: Next) -
                 st.stats.throttled += 1;
                 let used = st.rates.get(&Class::Account).map(|w| w.count).unwrap_or(0);
                 drop(st);
-                let mut resp = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({"code": "rate_limit_exceeded", "message": format!("Request rate limit exceeded; retry after {secs} seconds")})),
-                )
-                    .into_response();
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                rate_headers(&mut resp, total, total.saturating_sub(used));
-                return resp;
+                return throttled(secs, total, total.saturating_sub(used));
             }
             for (c, l) in &checks {
                 if l.is_some() {
@@ -139,10 +132,28 @@ async fn middleware(State(sim): State<FreshdeskSim>, req: Request, next: Next) -
         }
         remaining = limits.account.map(|l| l.saturating_sub(st.rates.get(&Class::Account).map(|w| w.count).unwrap_or(0))).unwrap_or(UNLIMITED);
     }
+    if !is_attachment {
+        // An injected 429 looks like Freshdesk's own: the account's headroom is used up.
+        if let Some(resp) = sim.inner.faults.intercept(|secs| throttled(secs, total, 0)).await {
+            return resp;
+        }
+    }
     let mut resp = next.run(req).await;
     if !is_attachment {
+        resp = sim.inner.faults.rewrite(resp).await;
         rate_headers(&mut resp, total, remaining);
     }
+    // The account's own clock (which may be skewed from ours by `clock_offset_secs`), as real servers send it.
+    if let Some(v) = crate::faults::http_date(sim.now_ms()) {
+        resp.headers_mut().insert(header::DATE, v);
+    }
+    resp
+}
+
+/// Freshdesk's 429: `Retry-After` in seconds and the `X-RateLimit-*` headers.
+fn throttled(secs: u64, total: u32, remaining: u32) -> Response {
+    let mut resp = crate::faults::throttled(secs, json!({"code": "rate_limit_exceeded", "message": format!("Request rate limit exceeded; retry after {secs} seconds")}));
+    rate_headers(&mut resp, total, remaining);
     resp
 }
 
@@ -340,16 +351,41 @@ async fn list_tickets(State(sim): State<FreshdeskSim>, Query(q): Q) -> ApiResult
     };
     let base = sim.base_url();
     let now = sim.now_secs();
-    let st = sim.lock();
-    let tickets = st.list(filter.as_deref(), updated_since, order_by, asc, now, cfg.default_list_days);
     let with_description = q.get("include").is_some_and(|i| i.split(',').any(|x| x.trim() == "description"));
-    Ok(page_response(&sim, "/api/v2/tickets", &q, &tickets, page, per_page, |t| {
-        let mut v = st.ticket_json(&base, t, with_description);
-        if let Some(o) = v.as_object_mut().filter(|_| with_description) {
-            o.remove("attachments");
-        }
-        v
-    }))
+    let (mut resp, listed) = {
+        let st = sim.lock();
+        let tickets = st.list(filter.as_deref(), updated_since, order_by, asc, now, cfg.default_list_days);
+        let resp = page_response(&sim, "/api/v2/tickets", &q, &tickets, page, per_page, |t| {
+            let mut v = st.ticket_json(&base, t, with_description);
+            if let Some(o) = v.as_object_mut().filter(|_| with_description) {
+                o.remove("attachments");
+            }
+            v
+        });
+        let listed: Vec<u64> = tickets.iter().skip((page - 1).saturating_mul(per_page)).take(per_page).filter(|t| !t.deleted && !t.spam).map(|t| t.id).collect();
+        (resp, listed)
+    };
+    let faults = sim.inner.faults.get();
+    if faults.repeat_records {
+        resp = repeat_first_two(resp).await;
+    }
+    // Deleted (moved to the trash) right after being listed: the fetch that follows finds them gone.
+    sim.inner.faults.delete_listed(listed, |id| sim.lock().delete_ticket(id, now).is_ok());
+    Ok(resp)
+}
+
+/// Fault `repeat_records`: the first two records of a list page appear again at its end.
+async fn repeat_first_two(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else { return Response::from_parts(parts, axum::body::Body::empty()) };
+    let mut items: Vec<Value> = serde_json::from_slice(&bytes).unwrap_or_default();
+    let again: Vec<Value> = items.iter().take(2).cloned().collect();
+    items.extend(again);
+    let mut resp = (StatusCode::OK, Json(Value::Array(items))).into_response();
+    for (k, v) in parts.headers.iter().filter(|(k, _)| *k != header::CONTENT_LENGTH) {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
 }
 
 async fn create_ticket(State(sim): State<FreshdeskSim>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -553,6 +589,9 @@ async fn list_fields(State(sim): State<FreshdeskSim>) -> ApiResult {
 }
 
 async fn download(State(sim): State<FreshdeskSim>, Path(token): Path<String>) -> ApiResult {
+    if sim.inner.faults.get().attachments_404 {
+        return Err(ApiError::not_found());
+    }
     let (data, ctype, name) = {
         let st = sim.lock();
         let id = st.att_by_token.get(&token).ok_or_else(ApiError::not_found)?;

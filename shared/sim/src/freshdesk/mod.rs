@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub use crate::faults::Faults;
 pub use crate::zendesk::{LiveAgentConfig, LiveStats, SimStats};
 pub use live::FreshdeskLiveAgents;
 use model::{ApiError, NewFile, State};
@@ -150,6 +151,8 @@ pub(crate) struct Inner {
     /// Switchable faults: writes to tickets whose `cf_deltadesk_ref` is a key are refused with
     /// (status, description), as a help desk refuses a record it will not take.
     pub write_faults: Mutex<BTreeMap<String, (u16, String)>>,
+    /// API faults switched on by the fault-injection scenarios.
+    pub faults: crate::faults::FaultSwitch,
 }
 
 /// A running simulator (cheap to clone).
@@ -185,8 +188,9 @@ impl FreshdeskSim {
         seed::seed(&mut state, &config, anchor);
 
         let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let faults = crate::faults::FaultSwitch::new(config.seed);
         let sim = FreshdeskSim {
-            inner: Arc::new(Inner { cfg: config, base_url, state: Mutex::new(state), shutdown: tx, write_faults: Mutex::new(BTreeMap::new()) }),
+            inner: Arc::new(Inner { cfg: config, base_url, state: Mutex::new(state), shutdown: tx, write_faults: Mutex::new(BTreeMap::new()), faults }),
         };
         let app = http::router(sim.clone());
         tokio::spawn(async move {
@@ -204,6 +208,16 @@ impl FreshdeskSim {
     /// `source_ref` answer `status` with `description` until [`FreshdeskSim::clear_write_faults`].
     pub fn fail_writes_for(&self, source_ref: &str, status: u16, description: &str) {
         self.inner.write_faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(source_ref.to_string(), (status, description.to_string()));
+    }
+
+    /// Switches API faults on (or off, with `Faults::default()`).
+    pub fn set_faults(&self, f: Faults) {
+        self.inner.faults.set(f);
+    }
+
+    /// How many requests got an injected fault so far.
+    pub fn faults_injected(&self) -> u64 {
+        self.inner.faults.injected()
     }
 
     pub fn clear_write_faults(&self) {
@@ -228,8 +242,13 @@ impl FreshdeskSim {
         chrono::Utc::now().timestamp_millis() + offset * 1000
     }
 
+    /// Simulator clock in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        Self::clock_ms(self.inner.cfg.clock_offset_secs)
+    }
+
     pub(crate) fn now_secs(&self) -> i64 {
-        Self::clock_ms(self.inner.cfg.clock_offset_secs).div_euclid(1000)
+        self.now_ms().div_euclid(1000)
     }
 
     /// Simulator clock (real UTC now + offset), second resolution.

@@ -38,12 +38,14 @@ pub(crate) fn router(sim: ZendeskSim) -> Router {
         ("/api/v2/tickets/{id}/comments", get(list_comments)),
         ("/api/v2/imports/tickets", post(import_ticket)),
         ("/api/v2/uploads", post(upload)),
+        ("/api/v2/users", get(list_users)),
         ("/api/v2/users/show_many", get(users_show_many)),
         (
             "/api/v2/users/create_or_update",
             post(user_create_or_update),
         ),
         ("/api/v2/users/{id}", get(show_user)),
+        ("/api/v2/organizations", get(list_orgs)),
         ("/api/v2/organizations/show_many", get(orgs_show_many)),
         (
             "/api/v2/organizations/create_or_update",
@@ -160,53 +162,23 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
             .unwrap_or(UNLIMITED);
     }
     if !is_attachment {
-        let slow = sim.faults().slow;
-        if !slow.is_zero() {
-            tokio::time::sleep(slow).await;
-        }
-        let injected = sim.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).decide();
-        if let Some(fault) = injected {
-            match super::faults::respond(fault) {
-                Some(resp) => return resp,
-                // A hang: answered late (the client may have given up), and processed.
-                None => {
-                    if let super::faults::Injected::Hang(d) = fault {
-                        tokio::time::sleep(d).await;
-                    }
-                }
-            }
+        let throttled = |secs| crate::faults::throttled(secs, json!({"error": "APIRateLimitExceeded", "description": "injected 429 storm"}));
+        if let Some(resp) = sim.inner.faults.intercept(throttled).await {
+            return resp;
         }
     }
     let mut resp = next.run(req).await;
     if !is_attachment {
-        let rewrites = sim.faults().rewrite_json;
-        if !rewrites.is_empty() {
-            resp = rewrite_body(resp, &rewrites).await;
-        }
+        resp = sim.inner.faults.rewrite(resp).await;
     }
     let h = resp.headers_mut();
     // The account's own clock (which may be skewed from ours by `clock_offset_secs`), as real servers send it.
-    let now = chrono::DateTime::from_timestamp_millis(sim.now_ms()).unwrap_or_default();
-    if let Ok(v) = HeaderValue::from_str(&now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+    if let Some(v) = crate::faults::http_date(sim.now_ms()) {
         h.insert(header::DATE, v);
     }
     h.insert("x-rate-limit", HeaderValue::from(limit));
     h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
     resp
-}
-
-/// Fault `rewrite_json`: the answer's body with each (from, to) replaced.
-async fn rewrite_body(resp: Response, rewrites: &[(String, String)]) -> Response {
-    let (mut parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return Response::from_parts(parts, axum::body::Body::empty());
-    };
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    for (from, to) in rewrites {
-        text = text.replace(from.as_str(), to);
-    }
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 fn parse_id(raw: &str) -> Result<u64, ApiError> {
@@ -286,20 +258,9 @@ async fn export(State(sim): State<ZendeskSim>, Query(q): Q) -> ApiResult {
         let again: Vec<Value> = tickets.iter().take(2).cloned().collect();
         tickets.extend(again);
     }
-    if faults.delete_after_listing > 0 {
-        // Deleted right after being listed: the fetch that follows finds them gone.
-        let mut left = faults.delete_after_listing;
-        let now = sim.now_secs();
-        for (id, deleted) in listed {
-            if left == 0 {
-                break;
-            }
-            if !deleted && sim.lock().delete_ticket(id, now).is_ok() {
-                left -= 1;
-            }
-        }
-        sim.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.delete_after_listing = left;
-    }
+    // Deleted right after being listed: the fetch that follows finds them gone.
+    let now = sim.now_secs();
+    sim.inner.faults.delete_listed(listed.into_iter().filter(|(_, deleted)| !deleted).map(|(id, _)| id), |id| sim.lock().delete_ticket(id, now).is_ok());
     let cursor = b64(&format!("{}|{}", pos.0, pos.1));
     ok(json!({
         "tickets": tickets,
@@ -564,6 +525,34 @@ async fn show_user(State(sim): State<ZendeskSim>, Path(id): Path<String>) -> Api
     let st = sim.lock();
     let u = st.users.get(&id).ok_or_else(ApiError::not_found)?;
     ok(json!({"user": st.user_json(u)}))
+}
+
+/// `GET /api/v2/users` with cursor pagination; `role` / `role[]` (repeatable) filter by role.
+async fn list_users(State(sim): State<ZendeskSim>, Query(q): Q, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> ApiResult {
+    // Repeated keys are lost in a map, so `role[]` is read from the raw query (role names need no decoding).
+    let roles: Vec<String> = raw
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| matches!(*k, "role" | "role[]" | "role%5B%5D" | "role%5b%5d"))
+        .map(|(_, v)| v.replace('+', " ").replace("%2D", "-").replace("%2d", "-"))
+        .collect();
+    let base = sim.base_url();
+    let st = sim.lock();
+    let ids: Vec<u64> = st.users.values().filter(|u| roles.is_empty() || roles.contains(&u.role)).map(|u| u.id).collect();
+    let (page, meta, links) = paginate(&ids, &q, &format!("{base}/api/v2/users.json"))?;
+    let users: Vec<Value> = page.iter().map(|id| st.user_json(&st.users[id])).collect();
+    ok(json!({"users": users, "meta": meta, "links": links}))
+}
+
+/// `GET /api/v2/organizations` with cursor pagination.
+async fn list_orgs(State(sim): State<ZendeskSim>, Query(q): Q) -> ApiResult {
+    let base = sim.base_url();
+    let st = sim.lock();
+    let ids: Vec<u64> = st.orgs.keys().copied().collect();
+    let (page, meta, links) = paginate(&ids, &q, &format!("{base}/api/v2/organizations.json"))?;
+    let orgs: Vec<Value> = page.iter().map(|id| st.org_json(&st.orgs[id])).collect();
+    ok(json!({"organizations": orgs, "meta": meta, "links": links}))
 }
 
 async fn users_show_many(State(sim): State<ZendeskSim>, Query(q): Q) -> ApiResult {

@@ -5,7 +5,6 @@
 //! [`ZendeskSim::add_comment`], ...) or with [`ZendeskSim::start_live_agents`]. The agent actions use the same
 //! code paths as the HTTP handlers. All state lives behind one `std::sync::Mutex`, never held across `.await`.
 
-pub mod faults;
 mod http;
 mod live;
 pub(crate) mod model;
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-pub use faults::Faults;
+pub use crate::faults::{self, Faults};
 pub use live::{LiveAgentConfig, LiveAgents, LiveStats};
 use model::{ApiError, State};
 
@@ -109,7 +108,7 @@ pub(crate) struct Inner {
     /// (status, description), as a help desk refuses a record it will not take.
     pub write_faults: Mutex<BTreeMap<String, (u16, String)>>,
     /// API faults switched on by the fault-injection scenarios.
-    pub faults: Mutex<faults::FaultState>,
+    pub faults: crate::faults::FaultSwitch,
 }
 
 /// A running simulator (cheap to clone).
@@ -158,7 +157,7 @@ impl ZendeskSim {
                 state: Mutex::new(state),
                 shutdown: tx,
                 write_faults: Mutex::new(BTreeMap::new()),
-                faults: Mutex::new(faults::FaultState::new(fault_seed)),
+                faults: crate::faults::FaultSwitch::new(fault_seed),
             }),
         };
         let app = http::router(sim.clone());
@@ -187,17 +186,17 @@ impl ZendeskSim {
     }
 
     /// Switches API faults on (or off, with `Faults::default()`).
-    pub fn set_faults(&self, f: faults::Faults) {
-        self.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults = f;
+    pub fn set_faults(&self, f: Faults) {
+        self.inner.faults.set(f);
     }
 
     /// How many requests got an injected fault so far.
     pub fn faults_injected(&self) -> u64 {
-        self.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).injected
+        self.inner.faults.injected()
     }
 
-    pub(crate) fn faults(&self) -> faults::Faults {
-        self.inner.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.clone()
+    pub(crate) fn faults(&self) -> Faults {
+        self.inner.faults.get()
     }
 
     pub fn clear_write_faults(&self) {
