@@ -103,6 +103,52 @@ async fn crash_after_committing_the_watermark() {
     crash_at("after_watermark_commit").await;
 }
 
+/// The delivery that ends a run's last piece of work fails its commit attempt (a store error, a Lambda
+/// timeout). Its next delivery finds the work already done and must commit the run itself: on AWS nothing
+/// else would until the next scheduled tick. The runner's stall sweep (which would also commit) is off.
+async fn commit_interrupted_then_redelivered(with_ticket: bool) {
+    let h = Harness::start(Opts { tickets: 4, ..Default::default() }).await;
+    h.full().await;
+    if with_ticket {
+        let id = h.source_tickets().into_iter().map(|(id, _)| id).find(|id| h.source.try_update_ticket(*id, json!({})).is_ok()).unwrap();
+        h.source.add_comment(id, true, "<p>one more reply</p>", None);
+    }
+    // A delta with a change ends on its write; one without ends on its listing page.
+    tokio::time::sleep(h.opts.lag + Duration::from_millis(1100)).await;
+    let mut e = h.new_engine(None, None);
+    let prefix = format!("commit-once-{with_ticket}");
+    e.instance = prefix.clone();
+    failpoint::arm("before_watermark_commit", &prefix, Action::Error);
+    let PlanOutcome::Started(run) = plan_window(&e, RunKind::Delta, false).await.unwrap() else { panic!("a new run") };
+    let disarm = {
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            while failpoint::hits("before_watermark_commit", &prefix) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            failpoint::disarm("before_watermark_commit", &prefix);
+        })
+    };
+    let rc = deltadesk_core::engine::runner::RunnerConfig { max_stalls: 0, stall_after: Duration::from_secs(3), ..h.runner() };
+    let outcome = drive(&e, &run.run_id, &rc, &|_| {}).await.unwrap();
+    disarm.await.unwrap();
+    assert_eq!(outcome, DriveOutcome::Committed, "the redelivery did not commit the run");
+    let c = runs::counters(&e, &run.run_id).await.unwrap();
+    assert_eq!(c.get("failed").copied().unwrap_or(0), 0, "{c:?}");
+    let v = h.verify().await;
+    assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_interrupted_after_the_last_write_is_made_by_its_redelivery() {
+    commit_interrupted_then_redelivered(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_interrupted_after_the_last_page_is_made_by_its_redelivery() {
+    commit_interrupted_then_redelivered(false).await;
+}
+
 #[test]
 fn every_named_point_has_a_test() {
     let src = include_str!("crash.rs");

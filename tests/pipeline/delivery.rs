@@ -7,7 +7,8 @@ use std::time::Duration;
 use deltadesk_core::engine::plan::{plan_window, PlanOutcome};
 use deltadesk_core::engine::runner::{drive, DriveOutcome};
 use deltadesk_core::window::RunKind;
-use deltadesk_tests::{Harness, Opts};
+use deltadesk_core::ports::Queue;
+use deltadesk_tests::{run_with, Duplicating, Harness, Opts};
 
 /// Workers that cannot extend their messages' visibility (heartbeat off, as a stalled worker would) and
 /// target calls slower than the visibility timeout: each message is delivered again while its first worker
@@ -76,6 +77,26 @@ async fn a_dead_lettered_message_is_redriven_once_fixed() {
     let moved = h.engine.write_queue.redrive_dead_letters().await.unwrap() + h.engine.fetch_queue.redrive_dead_letters().await.unwrap();
     assert!(moved >= 1);
     assert_eq!(drive(&h.engine, &run.run_id, &h.runner(), &|_| {}).await.unwrap(), DriveOutcome::Committed);
+    let v = h.verify().await;
+    assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
+    assert_eq!(v.target_tickets, v.source_tickets);
+}
+
+/// Every message delivered twice, the copy arriving while the first is still being written (a slow target),
+/// and a dead-letter queue after only 2 receives. The copy finds the ticket's lease taken and must wait its
+/// turn; waiting by redelivery would spend receives and dead-letter healthy work, so it is deferred as a
+/// fresh copy instead. Nothing reaches the dead-letter queue, one copy of everything lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_for_a_busy_ticket_never_dead_letters_it() {
+    let h = Harness::start(Opts { tickets: 8, workers: 6, max_receives: 2, target_latency: Duration::from_millis(150), ..Default::default() }).await;
+    let dup = |inner: std::sync::Arc<dyn Queue>| -> std::sync::Arc<dyn Queue> { std::sync::Arc::new(Duplicating { inner, delay: Duration::from_millis(100) }) };
+    let e = h.new_engine(None, Some(&dup));
+    let report = run_with(&e, &h.runner(), RunKind::Full).await.expect("a full run");
+    assert!(report.failures.is_empty(), "{report:#?}");
+    let dead = e.fetch_queue.dead_letters(100).await.unwrap().len() + e.write_queue.dead_letters(100).await.unwrap().len();
+    assert_eq!(dead, 0, "work that only waited for a lease was dead-lettered");
+    let c = deltadesk_core::engine::runs::counters(&e, &report.run_id).await.unwrap();
+    assert!(c.get("deferred").copied().unwrap_or(0) > 0, "no copy ever found its ticket busy, so this tested nothing: {c:?}");
     let v = h.verify().await;
     assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
     assert_eq!(v.target_tickets, v.source_tickets);

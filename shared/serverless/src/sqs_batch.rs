@@ -36,7 +36,17 @@ pub async fn handle_sqs_event(ctx: &Context, queue: &dyn Queue, event: SqsEvent)
                 Ok(engine) => handle_message(&engine, &body, receive_count).await,
             },
         };
+        // A deferral is a fresh delayed copy plus the original's deletion (reported as done); if the copy
+        // cannot be sent, the original is retried after the same wait instead.
+        let disposition = match disposition {
+            Disposition::Defer { after, body, reason } => match queue.send(&body, after).await {
+                Ok(()) => Disposition::Ack(format!("deferred by {} ms: {reason}", after.as_millis())),
+                Err(e) => Disposition::Retry { after, error: format!("{reason}; deferring it: {e}") },
+            },
+            d => d,
+        };
         match disposition {
+            Disposition::Defer { .. } => unreachable!("turned into an ack or a retry above"),
             Disposition::Ack(what) => {
                 tracing::debug!(message_id = %id, what = %what, "done");
                 outcome.done += 1;

@@ -31,6 +31,10 @@ pub async fn fetch_page(engine: &Engine, run_id: &str, page: u64, cursor: Option
         return Ok(Handled::Stale(format!("run {run_id} unknown")));
     };
     if run.status != RunStatus::Open || run.listing_complete || page < run.next_page {
+        if run.status == RunStatus::Open && run.listing_complete {
+            // The delivery that recorded the last page may have stopped before its commit attempt.
+            runs::try_commit(engine, run_id).await?;
+        }
         return Ok(Handled::Stale(format!("page {page} of run {run_id} already read")));
     }
     if page > run.next_page {
@@ -151,7 +155,15 @@ pub(crate) async fn item_is_stale(engine: &Engine, run_id: &str, item_sk: &str, 
     }
     match load::<RunItem>(engine.state.as_ref(), &run_pk(run_id), item_sk).await? {
         Some((item, _)) if item.status == ItemStatus::Pending => {}
-        Some(_) => return Ok(Some(Handled::Stale(format!("ticket {ticket_id} of run {run_id} already ended")))),
+        Some(_) => {
+            // The delivery that ended it may have stopped before its commit attempt (crash, Lambda timeout,
+            // a store error): committing is idempotent, so try here, or the run could stay open with
+            // nothing left to do.
+            if run.listing_complete {
+                runs::try_commit(engine, run_id).await?;
+            }
+            return Ok(Some(Handled::Stale(format!("ticket {ticket_id} of run {run_id} already ended"))));
+        }
         None => return Err(EngineError::BadMessage(format!("run {run_id} has no item {item_sk}"))),
     }
     Ok(None)

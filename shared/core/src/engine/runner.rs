@@ -17,8 +17,51 @@ use crate::ports::{ApiStats, Queue, Received};
 pub enum Disposition {
     /// Delete it: done, stale, or its ticket recorded as failed.
     Ack(String),
-    /// Leave it to come back after `after` (a transient error or an earlier step still in flight).
+    /// Leave it to come back after `after` (a transient error): the redelivery counts as a receive, so a
+    /// message that keeps failing reaches the dead-letter queue after the queue's maxReceiveCount.
     Retry { after: Duration, error: String },
+    /// Send `body` (this message, its deferral counted) to the same queue with a delay of `after`, then delete
+    /// this copy. For work that is fine but must wait its turn — another worker holds the ticket's lease, an
+    /// earlier listing page is still being recorded. Waiting by redelivery would count a receive each time
+    /// and push healthy work to the dead-letter queue (maxReceiveCount is 5 on AWS); a fresh copy starts
+    /// with a receive count of 0. Hosts fall back to a retry when the send fails.
+    Defer { after: Duration, body: String, reason: String },
+}
+
+/// How many times one message is deferred before its waits count as receives again (then it can reach the
+/// dead-letter queue). With [`defer_delay`] that is about 50 minutes of waiting: far beyond any lease or
+/// page record, so only work whose predecessor is itself stuck (say, in the dead-letter queue) gets there.
+pub const MAX_DEFERRALS: u32 = 60;
+
+/// The field a deferred copy carries its deferral count in (next to the message's own fields; readers of
+/// [`Message`] ignore it).
+const DEFERRALS: &str = "deferrals";
+
+fn deferrals_of(body: &str) -> u32 {
+    serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v.get(DEFERRALS)?.as_u64()).map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn with_deferrals(body: &str, n: u32) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.as_object_mut()?.insert(DEFERRALS.to_string(), serde_json::Value::from(n));
+    Some(v.to_string())
+}
+
+/// The wait before the `n`th deferred copy comes back: 0.5 s doubling to 60 s. Short first waits because
+/// most contention (a duplicate delivery, a page being recorded) clears within a second.
+pub fn defer_delay(n: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << n.min(7));
+    Duration::from_millis(ms.min(60_000))
+}
+
+/// A [`Disposition::Defer`] of `body` for `reason`, or a plain retry once the message has been deferred
+/// [`MAX_DEFERRALS`] times.
+fn defer(body: &str, reason: String, receive_count: u32) -> Disposition {
+    let n = deferrals_of(body);
+    match with_deferrals(body, n + 1) {
+        Some(next) if n < MAX_DEFERRALS => Disposition::Defer { after: defer_delay(n), body: next, reason },
+        _ => Disposition::Retry { after: backoff(receive_count), error: reason },
+    }
 }
 
 /// Handles one message body. A ticket whose error is permanent — or transient but still failing after
@@ -34,7 +77,17 @@ pub async fn handle_message(engine: &Engine, body: &str, receive_count: u32) -> 
         let pk = super::records::run_pk(msg.run_id());
         let _ = engine.state.transact(vec![crate::ports::state::Write::add(&pk, super::records::COUNTERS, "redeliveries", 1)]).await;
     }
-    let result = match &msg {
+    let disposition = handle_parsed(engine, &msg, body, receive_count).await;
+    if let Disposition::Defer { .. } = disposition {
+        // Counted for the report: deferrals show contention (duplicate deliveries, concurrent writers).
+        let pk = super::records::run_pk(msg.run_id());
+        let _ = engine.state.transact(vec![crate::ports::state::Write::add(&pk, super::records::COUNTERS, "deferred", 1)]).await;
+    }
+    disposition
+}
+
+async fn handle_parsed(engine: &Engine, msg: &Message, body: &str, receive_count: u32) -> Disposition {
+    let result = match msg {
         Message::FetchPage { run_id, page, cursor, .. } => fetch::fetch_page(engine, run_id, *page, cursor.as_deref()).await,
         Message::FetchTicket { run_id, item, ticket_id, listed_updated_at, .. } => {
             fetch::fetch_ticket(engine, run_id, item, ticket_id, *listed_updated_at).await
@@ -47,7 +100,7 @@ pub async fn handle_message(engine: &Engine, body: &str, receive_count: u32) -> 
         Ok(Handled::Done(s)) | Ok(Handled::Stale(s)) => Disposition::Ack(s),
         Err(e) => {
             let error = e.to_string();
-            let ticket_item = match &msg {
+            let ticket_item = match msg {
                 Message::FetchTicket { run_id, item, ticket_id, .. } | Message::WriteTicket { run_id, item, ticket_id, .. } => {
                     Some((run_id.clone(), item.clone(), ticket_id.clone()))
                 }
@@ -64,18 +117,18 @@ pub async fn handle_message(engine: &Engine, body: &str, receive_count: u32) -> 
                         Err(e2) => Disposition::Retry { after: backoff(receive_count), error: format!("{error}; recording the failure: {e2}") },
                     }
                 }
+                Some(_) if busy => defer(body, error, receive_count),
                 Some((run_id, item, _)) => {
-                    if !busy {
-                        let _ = runs::note_error(engine, &run_id, &item, &error).await;
-                    }
-                    Disposition::Retry { after: if busy { Duration::from_millis(200) } else { backoff(receive_count) }, error }
+                    let _ = runs::note_error(engine, &run_id, &item, &error).await;
+                    Disposition::Retry { after: backoff(receive_count), error }
                 }
                 None if !e.is_retryable() => {
                     // A listing page that can never be read: keep it for the dead-letter queue and the operator.
                     tracing::error!(message = %msg.describe(), error = %error, "listing page failed permanently");
                     Disposition::Retry { after: backoff(receive_count), error }
                 }
-                None => Disposition::Retry { after: if busy { Duration::from_millis(200) } else { backoff(receive_count) }, error },
+                None if busy => defer(body, error, receive_count),
+                None => Disposition::Retry { after: backoff(receive_count), error },
             }
         }
     }
@@ -236,6 +289,20 @@ async fn work_one(engine: &Engine, queue: &dyn Queue, visibility: Duration, hear
                 tracing::debug!(error = %error, "will retry");
                 let _ = queue.change_visibility(&m.receipt, after).await;
             }
+            Disposition::Defer { after, body, reason } => {
+                tracing::debug!(reason = %reason, "deferred");
+                match queue.send(&body, after).await {
+                    Ok(()) => {
+                        if let Err(e) = queue.delete(&m.receipt).await {
+                            tracing::warn!(queue = queue.name(), error = %e, "delete failed; the message will be delivered again");
+                        }
+                    }
+                    // Not deferred: the original comes back after the same wait instead.
+                    Err(_) => {
+                        let _ = queue.change_visibility(&m.receipt, after).await;
+                    }
+                }
+            }
         }
     }
     worked
@@ -259,4 +326,32 @@ pub async fn record_api_stats(engine: &Engine, run_id: &str, src_before: ApiStat
         ])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = r#"{"type":"fetch_page","migration":"m","run_id":"r","page":3,"cursor":null}"#;
+
+    #[test]
+    fn a_deferred_copy_counts_its_deferrals_and_still_reads_as_the_message() {
+        let Disposition::Defer { body, after, .. } = defer(BODY, "busy".into(), 1) else { panic!("not deferred") };
+        assert_eq!(deferrals_of(&body), 1);
+        assert_eq!(after, defer_delay(0));
+        assert_eq!(Message::from_body(&body).unwrap(), Message::from_body(BODY).unwrap());
+        let Disposition::Defer { body, after, .. } = defer(&body, "busy".into(), 1) else { panic!("not deferred") };
+        assert_eq!(deferrals_of(&body), 2);
+        assert!(after > defer_delay(0));
+    }
+
+    #[test]
+    fn deferral_waits_grow_to_a_minute_and_then_count_as_receives() {
+        assert_eq!(defer_delay(0), Duration::from_millis(500));
+        assert_eq!(defer_delay(30), Duration::from_secs(60));
+        let total: Duration = (0..MAX_DEFERRALS).map(defer_delay).sum();
+        assert!(total > Duration::from_secs(40 * 60), "deferrals give up too early: {total:?}");
+        let worn = with_deferrals(BODY, MAX_DEFERRALS).unwrap();
+        assert!(matches!(defer(&worn, "busy".into(), 4), Disposition::Retry { .. }));
+    }
 }

@@ -135,6 +135,10 @@ pub async fn end_item(engine: &Engine, run_id: &str, sk: &str, ticket: &TicketId
             return Err(EngineError::BadMessage(format!("run {run_id} has no item {sk}")));
         };
         if item.status != ItemStatus::Pending {
+            // Ended by an earlier delivery — which may have stopped (crash, Lambda timeout, a store error)
+            // between ending the item and committing the run. Committing is idempotent, so try again here:
+            // otherwise the last item's redelivery would leave the run open with nothing left to do.
+            try_commit(engine, run_id).await?;
             return Ok(false);
         }
         let mut writes = Vec::new();
