@@ -17,4 +17,5 @@ mod source_faults;
 #[cfg(feature = "rt")]
 mod rt;
 mod upsert;
+mod vocabulary;
 mod watermark;

@@ -12,7 +12,7 @@ use deltadesk_core::window::RunKind;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::{wiring, Cli, Command, DlqOp, MigrateKind};
+use crate::{wiring, Cli, Command, DlqOp, MappingOp, MigrateKind};
 
 /// Exit codes: 0 clean; 1 error or stuck; 3 the run committed but some tickets failed (listed in the report).
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -40,6 +40,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Mapping { op: MappingOp::Init { out, force } } => {
+            let cfg = Config::load(&cli.config)?;
+            mapping_init(&cfg, out.as_deref(), force, cli.json).await
         }
         cmd => {
             let cfg = Config::load(&cli.config)?;
@@ -74,10 +78,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                     Ok(0)
                 }
-                Command::Demo(_) | Command::Simulate(_) | Command::Bench(_) | Command::Connectors => unreachable!("handled above"),
+                Command::Demo(_) | Command::Simulate(_) | Command::Bench(_) | Command::Connectors | Command::Mapping { .. } => unreachable!("handled above"),
             }
         }
     }
+}
+
+/// `deltadesk mapping init`: both vocabularies, matched, written as a `[mapping]` section.
+async fn mapping_init(cfg: &Config, out: Option<&Path>, force: bool, json: bool) -> anyhow::Result<u8> {
+    if let Some(path) = out {
+        if path.exists() && !force {
+            anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+        }
+    }
+    let source = deltadesk_connectors::registry::build_source(&cfg.source).context("source connector")?;
+    let target = deltadesk_connectors::registry::build_target(&cfg.target).context("target connector")?;
+    let (s, t) = tokio::join!(source.vocabulary(), target.vocabulary());
+    let s = s.context("reading the source's groups, organizations, agents and fields")?;
+    let t = t.context("reading the target's groups, organizations, agents and fields")?;
+    let proposal = deltadesk_core::vocabulary::propose(&s, &t);
+    let text = deltadesk_core::vocabulary::render(&proposal, source.kind(), target.kind());
+    match out {
+        Some(path) => std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    if json {
+        let decisions: Vec<_> = proposal.decisions.iter().map(|d| serde_json::json!({"table": d.table, "value": d.value, "why": d.why})).collect();
+        eprintln!("{}", serde_json::json!({"decisions": decisions}));
+    } else {
+        for d in &proposal.decisions {
+            eprintln!("decide: [mapping.{}] {:?}: {}", d.table, d.value, d.why);
+        }
+        eprintln!("mapping init: {} value(s) to decide{}", proposal.decisions.len(), out.map(|p| format!("; written to {}", p.display())).unwrap_or_default());
+    }
+    Ok(0)
 }
 
 pub fn print_verify(v: &verify::VerifyReport, json: bool) -> anyhow::Result<()> {

@@ -55,6 +55,11 @@ pub enum Command {
     Connectors,
     /// Benchmarks (issue #7): calls, engine, delta, attachment, saturation. See BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Field mapping between the two help desks.
+    Mapping {
+        #[command(subcommand)]
+        op: MappingOp,
+    },
     /// Dead-letter queue operations.
     Dlq {
         #[command(subcommand)]
@@ -72,6 +77,21 @@ pub enum MigrateKind {
     },
     /// Copies what changed since the watermark.
     Delta,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MappingOp {
+    /// Reads both help desks' groups, organizations, agents and custom fields and writes a starting
+    /// `[mapping]` section: what matches by name (or e-mail, or domain) is filled in, what does not is
+    /// marked DECIDE with the reason. Writes nothing to either help desk.
+    Init {
+        /// Write the section to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite `--out` if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -132,3 +132,60 @@ fn migrate_status_report_and_verify_through_the_binary() {
     assert!(out.contains("mismatched=1"), "{out}");
     drop(rt);
 }
+
+/// `mapping init` between a Zendesk source and a Freshdesk target that do not quite line up: a group
+/// spelled differently, an agent the target lacks. It fills in what matches, marks what does not as
+/// DECIDE with the reason, writes nothing to either side, and the section it writes drives a migration
+/// that verifies clean.
+#[test]
+fn mapping_init_proposes_a_mapping_that_a_migration_then_uses() {
+    use deltadesk_sim::freshdesk::{FreshdeskSim, FreshdeskSimConfig};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (source, target) = rt.block_on(async {
+        let s = ZendeskSim::start(ZendeskSimConfig { tickets: 6, publication_lag: Duration::from_secs(1), ..Default::default() }, local).await.unwrap();
+        let t = FreshdeskSim::start(FreshdeskSimConfig::empty_target(900_000), local).await.unwrap();
+        let http = reqwest::Client::new();
+        let post = |url: String, body: serde_json::Value| {
+            let http = http.clone();
+            async move {
+                let r = http.post(url).json(&body).send().await.unwrap();
+                assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+            }
+        };
+        post(format!("{}/api/v2/groups", s.base_url()), serde_json::json!({"group": {"name": "night shift"}})).await;
+        post(format!("{}/api/v2/groups", t.base_url()), serde_json::json!({"name": "Night Shift"})).await;
+        post(format!("{}/api/v2/users/create_or_update", s.base_url()), serde_json::json!({"user": {"name": "Night Owl", "email": "night.owl@support.example.com", "role": "agent"}})).await;
+        (s, t)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("deltadesk.toml");
+    let base = format!(
+        "[migration]\nid = \"mapinit\"\n[source]\nkind = \"zendesk\"\nbase_url = \"{}\"\npublication_lag_secs = 1\n[target]\nkind = \"freshdesk\"\nbase_url = \"{}\"\n[engine]\nstate_dir = \"{}\"\noverlap_secs = 2\n",
+        source.base_url(),
+        target.base_url(),
+        dir.path().join("state").display()
+    );
+    std::fs::write(&cfg, &base).unwrap();
+    let before = (source.snapshot(), target.snapshot());
+    let out = dir.path().join("mapping.toml");
+    let (code, _, err) = run(&["mapping", "init", "--out", out.to_str().unwrap()], &cfg);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("\"night shift\" = \"Night Shift\""), "the group should match ignoring case:\n{text}");
+    assert!(text.contains("# DECIDE \"night.owl@support.example.com\""), "the agent Freshdesk lacks must be left to decide:\n{text}");
+    assert!(text.contains("\"hold\" = \"hold\"  # the target has no status"), "Freshdesk's missing On-hold status must be noted:\n{text}");
+    assert!(err.contains("1 value(s) to decide"), "{err}");
+    assert_eq!((source.snapshot(), target.snapshot()), before, "mapping init must not write to either help desk");
+    let (code, _, err) = run(&["mapping", "init", "--out", out.to_str().unwrap()], &cfg);
+    assert_eq!(code, 1, "an existing file is not overwritten without --force");
+    assert!(err.contains("--force"), "{err}");
+
+    std::fs::write(&cfg, format!("{base}\n{text}")).unwrap();
+    let (code, stdout, err) = run(&["migrate", "full"], &cfg);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let (code, stdout, err) = run(&["verify"], &cfg);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("missing=0 duplicated=0 mismatched=0"), "{stdout}");
+    drop((source, target));
+}

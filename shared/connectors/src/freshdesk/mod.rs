@@ -24,6 +24,7 @@ use deltadesk_core::ports::{
     ApiStats, ByteStream, ChangePage, ChangeRef, CommentWrite, HelpDeskSource, HelpDeskTarget, SourceError, TargetError, TargetListPage, UploadedAttachment,
 };
 use deltadesk_core::window::Window;
+use deltadesk_core::vocabulary::{FieldDef, FieldKind, FieldOption, OrgDef, Vocabulary};
 use futures::StreamExt;
 use reqwest::{Method, Url};
 use serde_json::{json, Map, Value};
@@ -217,6 +218,56 @@ impl Freshdesk {
         let dir = Arc::new(dir);
         *lock(&self.groups) = Some(dir.clone());
         Ok(dir)
+    }
+
+    /// Groups, companies, agents and custom fields (with drop-down choices) as `mapping init` needs them.
+    /// Freshdesk has no New or On-hold status: as a target it stores them as Open / Pending and keeps the
+    /// original in its fallbacks field; as a source it gives them back only for tickets deltadesk wrote.
+    async fn read_vocabulary(&self) -> Result<Vocabulary, ApiError> {
+        let all = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let mut voc = Vocabulary {
+            statuses: all(&["open", "pending", "solved", "closed"]),
+            priorities: all(&["low", "normal", "high", "urgent"]),
+            // Writes create missing groups and companies; agents are matched by e-mail, never created.
+            creates_groups: true,
+            creates_organizations: true,
+            accepts_unknown_agents: false,
+            ..Vocabulary::default()
+        };
+        voc.groups = self.group_dir(true).await?.by_name.keys().cloned().collect();
+        for v in self.list_all("/api/v2/companies").await? {
+            let c: FdCompany = mapping::parse(&format!("freshdesk company {}", mapping::id_of(&v)), &v)?;
+            voc.organizations.push(OrgDef { name: c.name, domains: c.domains });
+        }
+        for v in self.list_all("/api/v2/agents").await? {
+            let a: FdAgent = mapping::parse(&format!("freshdesk agent {}", mapping::id_of(&v)), &v)?;
+            voc.agents.extend(a.contact.email);
+        }
+        let context = "GET ticket_fields";
+        let v = self.client.get_json(context, &self.url("/api/v2/ticket_fields", &[])).await?;
+        for raw in v.as_array().ok_or_else(|| malformed(context, "not an array"))? {
+            let f: FdField = mapping::parse(&format!("freshdesk ticket field {}", mapping::id_of(raw)), raw)?;
+            // Custom drop-downs list their choices as strings; what a ticket carries is the string.
+            let choices: Vec<String> = raw.get("choices").and_then(Value::as_array).map(|c| c.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            if f.name == "ticket_type" {
+                voc.ticket_types = choices.iter().filter_map(|c| deltadesk_core::model::TicketType::parse(&c.to_ascii_lowercase())).map(|t| t.as_str().to_string()).collect();
+                continue;
+            }
+            if !f.is_mapped_custom() {
+                continue;
+            }
+            let kind = match f.field_type.as_deref() {
+                Some("custom_text" | "custom_paragraph") => FieldKind::Text,
+                Some("custom_number" | "custom_decimal") => FieldKind::Number,
+                Some("custom_checkbox") => FieldKind::Checkbox,
+                Some("custom_date") => FieldKind::Date,
+                Some("custom_dropdown") => FieldKind::DropDown,
+                _ => FieldKind::Other,
+            };
+            let options = choices.into_iter().map(|c| FieldOption { value: c.clone(), label: c }).collect();
+            voc.custom_fields.push(FieldDef { title: f.label, kind, options });
+        }
+        Ok(voc)
     }
 
     fn cache_agent(&self, v: &Value) {
@@ -767,6 +818,10 @@ impl HelpDeskSource for Freshdesk {
         self.client.counters().snapshot()
     }
 
+    async fn vocabulary(&self) -> Result<Vocabulary, SourceError> {
+        Ok(self.read_vocabulary().await?)
+    }
+
     async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
         // Any answer carries the account's `Date`; the ticket fields are one small call.
         let url = self.url("/api/v2/ticket_fields", &[]);
@@ -874,6 +929,10 @@ impl HelpDeskTarget for Freshdesk {
 
     async fn upsert_group(&self, group: &Group) -> Result<String, TargetError> {
         Ok(self.group_id(group).await?.to_string())
+    }
+
+    async fn vocabulary(&self) -> Result<Vocabulary, TargetError> {
+        Ok(self.read_vocabulary().await?)
     }
 
     async fn list_tickets(&self, cursor: Option<&str>) -> Result<TargetListPage, TargetError> {

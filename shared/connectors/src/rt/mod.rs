@@ -30,6 +30,7 @@ use base64::Engine as _;
 use deltadesk_core::model::{Attachment, Comment, Group, Ticket, TicketId, User};
 use deltadesk_core::ports::{ApiStats, ByteStream, ChangePage, HelpDeskSource, SourceError};
 use deltadesk_core::window::Window;
+use deltadesk_core::vocabulary::{FieldDef, FieldKind, FieldOption, Vocabulary};
 use serde_json::{json, Value};
 
 pub use client::RtClient;
@@ -230,6 +231,53 @@ impl Rt {
         Err(malformed(context, format!("more than {MAX_PAGES} pages")))
     }
 
+    /// Queues (as groups), privileged users (agents) and ticket custom fields with their values, as
+    /// `mapping init` needs them. RT has no organizations; priorities are numbers, mapped onto the
+    /// canonical four by range; it has no ticket types.
+    async fn read_vocabulary(&self) -> Result<Vocabulary, ApiError> {
+        let all = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let mut voc = Vocabulary {
+            // The default lifecycle: new, open, stalled (hold), resolved (solved), rejected (closed).
+            statuses: all(&["new", "open", "hold", "solved", "closed"]),
+            priorities: all(&["low", "normal", "high", "urgent"]),
+            ..Vocabulary::default()
+        };
+        for q in self.all_pages("GET queues", "/queues/all", &[("fields", "Name")]).await? {
+            voc.groups.extend(mapping::str_field(&q, "Name").filter(|n| !n.is_empty()));
+        }
+        for u in self.all_pages("GET users", "/users", &[("fields", "EmailAddress,Privileged")]).await? {
+            let privileged = u.get("Privileged").map(|p| p.as_i64() == Some(1) || p.as_str() == Some("1")).unwrap_or(false);
+            if privileged {
+                voc.agents.extend(mapping::str_field(&u, "EmailAddress").filter(|e| !e.is_empty()));
+            }
+        }
+        for cf in self.all_pages("GET custom fields", "/customfields", &[("fields", "Name,Type,MaxValues,LookupType,Disabled")]).await? {
+            if mapping::str_field(&cf, "LookupType").as_deref() != Some("RT::Queue-RT::Ticket") || mapping::str_field(&cf, "Disabled").as_deref() == Some("1") {
+                continue;
+            }
+            let (Some(id), Some(name)) = (mapping::str_field(&cf, "id"), mapping::str_field(&cf, "Name")) else { continue };
+            let single = mapping::str_field(&cf, "MaxValues").as_deref() == Some("1");
+            let kind = match (mapping::str_field(&cf, "Type").as_deref(), single) {
+                (Some("Select" | "Combobox" | "Autocomplete"), true) => FieldKind::DropDown,
+                (Some("Select" | "Combobox" | "Autocomplete"), false) => FieldKind::MultiSelect,
+                (Some("Freeform" | "Text" | "Wikitext"), true) => FieldKind::Text,
+                (Some("Date" | "DateTime"), _) => FieldKind::Date,
+                _ => FieldKind::Other,
+            };
+            let mut options = Vec::new();
+            if matches!(kind, FieldKind::DropDown | FieldKind::MultiSelect) {
+                let path = format!("/customfield/{}/values", encode(&id));
+                for v in self.all_pages(&format!("GET custom field {id} values"), &path, &[]).await? {
+                    if let Some(n) = mapping::str_field(&v, "name") {
+                        options.push(FieldOption { value: n.clone(), label: n });
+                    }
+                }
+            }
+            voc.custom_fields.push(FieldDef { title: name, kind, options });
+        }
+        Ok(voc)
+    }
+
     /// The decoded bytes of an attachment record (`Content` is base64).
     async fn attachment_bytes(&self, id: &str) -> Result<Vec<u8>, ApiError> {
         let context = format!("GET attachment {id}");
@@ -334,6 +382,10 @@ impl HelpDeskSource for Rt {
             Phase::Tickets(after) => self.ticket_changes(window, after).await,
             Phase::Deletions(after) => self.deletions(window, after).await,
         }
+    }
+
+    async fn vocabulary(&self) -> Result<Vocabulary, SourceError> {
+        Ok(self.read_vocabulary().await?)
     }
 
     async fn ticket(&self, id: &TicketId) -> Result<Option<Ticket>, SourceError> {

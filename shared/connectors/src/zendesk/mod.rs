@@ -22,6 +22,7 @@ use deltadesk_core::ports::{
     TargetError, TargetListPage, UploadedAttachment,
 };
 use deltadesk_core::window::Window;
+use deltadesk_core::vocabulary::{FieldDef, FieldKind, FieldOption, OrgDef, Vocabulary};
 use futures::StreamExt;
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
@@ -163,9 +164,9 @@ impl Zendesk {
     // ----- lookups --------------------------------------------------------------------------------------
 
     /// Every object of a list endpoint, following `next_page`.
-    async fn list_all(&self, path: &str, key: &str) -> Result<Vec<Value>, ApiError> {
+    async fn list_all(&self, path: &str, q: &[(&str, &str)], key: &str) -> Result<Vec<Value>, ApiError> {
         let context = format!("GET {path}");
-        let mut url = self.url(path, &[]);
+        let mut url = self.url(path, q);
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let v = self.client.get_json(&context, &url).await?;
@@ -174,9 +175,20 @@ impl Zendesk {
                 .and_then(Value::as_array)
                 .ok_or_else(|| malformed(&context, format!("no {key} array")))?;
             out.extend(items.iter().cloned());
-            match v.get("next_page").and_then(Value::as_str) {
-                Some(next) if !next.is_empty() => url = self.client.resolve(next, &context)?,
-                _ => return Ok(out),
+            // Offset pagination names `next_page`; cursor pagination says `meta.has_more` and
+            // `meta.after_cursor`, which is asked for on our own base URL like every other cursor we follow.
+            if let Some(next) = v.get("next_page").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                url = self.client.resolve(next, &context)?;
+                continue;
+            }
+            match next_cursor(&v) {
+                Ok(Some(after)) => {
+                    let mut q2 = q.to_vec();
+                    q2.push(("page[after]", &after));
+                    url = self.url(path, &q2);
+                }
+                Ok(None) => return Ok(out),
+                Err(cause) => return Err(malformed(&context, cause)),
             }
         }
         Err(malformed(&context, "too many pages"))
@@ -190,7 +202,7 @@ impl Zendesk {
         }
         let mut dir = FieldDir::default();
         for v in self
-            .list_all("/api/v2/ticket_fields", "ticket_fields")
+            .list_all("/api/v2/ticket_fields", &[], "ticket_fields")
             .await?
         {
             let f: ZdTicketField =
@@ -213,7 +225,7 @@ impl Zendesk {
             }
         }
         let mut dir = GroupDir::default();
-        for v in self.list_all("/api/v2/groups", "groups").await? {
+        for v in self.list_all("/api/v2/groups", &[], "groups").await? {
             let g: ZdGroup = mapping::parse(&format!("zendesk group {}", mapping::id_of(&v)), &v)?;
             dir.by_name.entry(g.name.clone()).or_insert(g.id);
             dir.by_id.insert(g.id, mapping::group_from_zd(&g));
@@ -221,6 +233,59 @@ impl Zendesk {
         let dir = Arc::new(dir);
         *lock(&self.groups) = Some(dir.clone());
         Ok(dir)
+    }
+
+    /// Groups, organizations, agents and custom fields (with drop-down options) as `mapping init` needs
+    /// them. Zendesk holds every canonical status, priority and type as itself.
+    async fn read_vocabulary(&self) -> Result<Vocabulary, ApiError> {
+        let all = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let mut voc = Vocabulary {
+            statuses: all(&["new", "open", "pending", "hold", "solved", "closed"]),
+            priorities: all(&["low", "normal", "high", "urgent"]),
+            ticket_types: all(&["question", "incident", "problem", "task"]),
+            // Writes create missing groups and organizations, and unknown people as end users.
+            creates_groups: true,
+            creates_organizations: true,
+            accepts_unknown_agents: true,
+            ..Vocabulary::default()
+        };
+        voc.groups = self.group_dir(true).await?.by_name.keys().cloned().collect();
+        for v in self.list_all("/api/v2/organizations", &[], "organizations").await? {
+            let o: ZdOrganization = mapping::parse(&format!("zendesk organization {}", mapping::id_of(&v)), &v)?;
+            voc.organizations.push(OrgDef { name: o.name, domains: o.domain_names });
+        }
+        for v in self.list_all("/api/v2/users", &[("role[]", "agent"), ("role[]", "admin")], "users").await? {
+            let u: ZdUser = mapping::parse(&format!("zendesk user {}", mapping::id_of(&v)), &v)?;
+            if let (Some(email), Some("agent" | "admin")) = (u.email, u.role.as_deref()) {
+                voc.agents.push(email);
+            }
+        }
+        for v in self.list_all("/api/v2/ticket_fields", &[], "ticket_fields").await? {
+            let f: ZdTicketField = mapping::parse(&format!("zendesk ticket field {}", mapping::id_of(&v)), &v)?;
+            if !f.is_custom() {
+                continue;
+            }
+            let kind = match f.field_type.as_deref() {
+                Some("text" | "textarea" | "regexp" | "partialcreditcard") => FieldKind::Text,
+                Some("integer" | "decimal") => FieldKind::Number,
+                Some("checkbox") => FieldKind::Checkbox,
+                Some("date") => FieldKind::Date,
+                Some("tagger") => FieldKind::DropDown,
+                Some("multiselect") => FieldKind::MultiSelect,
+                _ => FieldKind::Other,
+            };
+            let options = v
+                .get("custom_field_options")
+                .and_then(Value::as_array)
+                .map(|os| {
+                    os.iter()
+                        .filter_map(|o| Some(FieldOption { value: o.get("value")?.as_str()?.to_string(), label: o.get("name")?.as_str()?.to_string() }))
+                        .collect()
+                })
+                .unwrap_or_default();
+            voc.custom_fields.push(FieldDef { title: f.title, kind, options });
+        }
+        Ok(voc)
     }
 
     fn cache_user(&self, v: &Value) {
@@ -756,6 +821,10 @@ impl HelpDeskSource for Zendesk {
         self.client.counters().snapshot()
     }
 
+    async fn vocabulary(&self) -> Result<Vocabulary, SourceError> {
+        Ok(self.read_vocabulary().await?)
+    }
+
     async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
         self.client.clock().source_offset(self.ticket_page(None)).await.map_err(Into::into)
     }
@@ -1018,6 +1087,10 @@ impl HelpDeskTarget for Zendesk {
 
     async fn upsert_group(&self, group: &Group) -> Result<String, TargetError> {
         Ok(self.group_id(group).await?.to_string())
+    }
+
+    async fn vocabulary(&self) -> Result<Vocabulary, TargetError> {
+        Ok(self.read_vocabulary().await?)
     }
 
     async fn list_tickets(&self, cursor: Option<&str>) -> Result<TargetListPage, TargetError> {

@@ -70,6 +70,9 @@ pub trait HelpDeskSource: Send + Sync {
     /// The source's clock minus ours, when the source tells it (an HTTP `Date` header, say). Windows are
     /// planned on the source's clock, because `updated_at` values are stamped with it: a source running
     /// behind us would otherwise publish changes stamped before a watermark we already committed.
+    /// The source's groups, organizations, agents and custom fields, and the canonical statuses,
+    /// priorities and types it produces: what `deltadesk mapping init` matches against the target.
+    async fn vocabulary(&self) -> Result<crate::vocabulary::Vocabulary, SourceError>;
     async fn clock_offset(&self) -> Result<Option<chrono::Duration>, SourceError> {
         Ok(None)
     }

@@ -93,5 +93,8 @@ pub trait HelpDeskTarget: Send + Sync {
     /// A target ticket read back in canonical form (its `source_id` holds the target id).
     async fn read_ticket(&self, id: &TargetId) -> Result<Option<Ticket>, TargetError>;
     async fn download(&self, attachment: &Attachment) -> Result<ByteStream, TargetError>;
+    /// The target's groups, organizations, agents and custom fields, the canonical values it holds as
+    /// themselves, and what its writes create on demand: what `deltadesk mapping init` matches against.
+    async fn vocabulary(&self) -> Result<crate::vocabulary::Vocabulary, TargetError>;
     fn api_stats(&self) -> ApiStats;
 }

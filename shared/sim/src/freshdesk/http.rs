@@ -34,7 +34,7 @@ pub(crate) fn router(sim: FreshdeskSim) -> Router {
         .route("/api/v2/contacts/{id}", get(show_contact))
         .route("/api/v2/agents", get(list_agents))
         .route("/api/v2/agents/{id}", get(show_agent))
-        .route("/api/v2/companies", post(create_company))
+        .route("/api/v2/companies", get(list_companies).post(create_company))
         .route("/api/v2/companies/autocomplete", get(autocomplete_companies))
         .route("/api/v2/companies/{id}", get(show_company))
         .route("/api/v2/groups", get(list_groups).post(create_group))
@@ -567,6 +567,13 @@ async fn autocomplete_companies(State(sim): State<FreshdeskSim>, Query(q): Q) ->
     let st = sim.lock();
     let hits: Vec<Value> = st.companies.values().filter(|c| c.name.to_lowercase().starts_with(&name)).map(|c| json!({"id": c.id, "name": c.name})).collect();
     ok(json!({"companies": hits}))
+}
+
+async fn list_companies(State(sim): State<FreshdeskSim>, Query(q): Q) -> ApiResult {
+    let (page, per_page) = paging(&q, u32::MAX)?;
+    let st = sim.lock();
+    let list: Vec<_> = st.companies.values().collect();
+    Ok(page_response(&sim, "/api/v2/companies", &q, &list, page, per_page, |c| st.company_json(c)))
 }
 
 async fn list_groups(State(sim): State<FreshdeskSim>, Query(q): Q) -> ApiResult {
