@@ -44,7 +44,9 @@ pub struct FaultProxyConfig {
     pub upstream: String,
     /// Seeds the fault draws.
     pub seed: u64,
-    /// Path prefixes of attachment downloads: they only see `attachments_404`.
+    /// Paths of attachment downloads (a trailing `/` makes a prefix): they only see `attachments_404`.
+    /// [`FaultProxy::set_attachment_paths`] changes them, for servers whose attachment endpoint also serves
+    /// other content (RT's `/attachment/{id}` holds message bodies too): then only a file's own path 404s.
     pub attachment_paths: Vec<String>,
     pub listing: Option<Listing>,
 }
@@ -54,6 +56,7 @@ struct Inner {
     base_url: String,
     http: reqwest::Client,
     faults: FaultSwitch,
+    attachment_paths: std::sync::Mutex<Vec<String>>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -78,7 +81,8 @@ impl FaultProxy {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(std::io::Error::other)?;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let faults = FaultSwitch::new(cfg.seed);
-        let proxy = FaultProxy { inner: Arc::new(Inner { cfg, base_url, http, faults, shutdown: tx }) };
+        let attachment_paths = std::sync::Mutex::new(cfg.attachment_paths.clone());
+        let proxy = FaultProxy { inner: Arc::new(Inner { cfg, base_url, http, faults, attachment_paths, shutdown: tx }) };
         let app = Router::new().fallback(forward).with_state(proxy.clone());
         tokio::spawn(async move {
             let stop = async move {
@@ -101,6 +105,11 @@ impl FaultProxy {
         self.inner.faults.set(f);
     }
 
+    /// Replaces the attachment download paths (see [`FaultProxyConfig::attachment_paths`]).
+    pub fn set_attachment_paths(&self, paths: Vec<String>) {
+        *self.inner.attachment_paths.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = paths;
+    }
+
     /// How many requests got an injected fault so far (429, 5xx, reset, malformed, hang).
     pub fn faults_injected(&self) -> u64 {
         self.inner.faults.injected()
@@ -119,7 +128,7 @@ fn bad_gateway(cause: String) -> Response {
 async fn forward(State(proxy): State<FaultProxy>, req: Request) -> Response {
     let inner = &proxy.inner;
     let path = req.uri().path().to_string();
-    let is_attachment = inner.cfg.attachment_paths.iter().any(|p| path.starts_with(p.as_str()));
+    let is_attachment = inner.attachment_paths.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|p| *p == path || (p.ends_with('/') && path.starts_with(p.as_str())));
     if is_attachment && inner.faults.get().attachments_404 {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Resource does not exist"}))).into_response();
     }
