@@ -41,6 +41,10 @@ pub struct Faults {
     /// in order. For what a serializer would never produce, e.g. a lone surrogate escape `\udc80` in a file
     /// name — JSON text a source written in a UTF-16 language (JavaScript, Java, .NET) can send.
     pub rewrite_json: Vec<(String, String)>,
+    /// Lost answers: the next N requests to a route ("POST /api/v2/imports/tickets/create_many", keyed as in
+    /// the simulator's `per_route` stats) are processed, then their connection is reset before the answer
+    /// arrives — the write happened, the client cannot know. Zendesk simulator only.
+    pub lose_answers: std::collections::BTreeMap<String, u32>,
 }
 
 /// A fault decided for one request.
@@ -139,6 +143,26 @@ impl FaultSwitch {
                 None
             }
         }
+    }
+
+    /// Fault `lose_answers`: whether the answer to this request on `route` is to be lost (spends one).
+    pub fn take_lost_answer(&self, route: &str) -> bool {
+        let mut st = self.lock();
+        match st.faults.lose_answers.get_mut(route) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                st.injected += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An answer that never arrives: the connection is reset where the body should be.
+    pub fn lost_answer() -> Response {
+        let mut r = Response::new(failing_body());
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
     }
 
     /// Fault `rewrite_json` applied to an API answer (unchanged when it is off).

@@ -37,6 +37,8 @@ pub(crate) fn router(sim: ZendeskSim) -> Router {
         ),
         ("/api/v2/tickets/{id}/comments", get(list_comments)),
         ("/api/v2/imports/tickets", post(import_ticket)),
+        ("/api/v2/imports/tickets/create_many", post(import_many)),
+        ("/api/v2/job_statuses/{id}", get(show_job)),
         ("/api/v2/uploads", post(upload)),
         ("/api/v2/users", get(list_users)),
         ("/api/v2/users/show_many", get(users_show_many)),
@@ -122,7 +124,7 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
     {
         let mut st = sim.lock();
         st.stats.requests_total += 1;
-        *st.stats.per_route.entry(key).or_default() += 1;
+        *st.stats.per_route.entry(key.clone()).or_default() += 1;
         if !authorized {
             drop(st);
             return (
@@ -169,6 +171,10 @@ async fn middleware(State(sim): State<ZendeskSim>, req: Request, next: Next) -> 
     }
     let mut resp = next.run(req).await;
     if !is_attachment {
+        if sim.inner.faults.take_lost_answer(&key) {
+            // Processed above; only the answer is lost.
+            return crate::faults::FaultSwitch::lost_answer();
+        }
         resp = sim.inner.faults.rewrite(resp).await;
     }
     let h = resp.headers_mut();
@@ -424,6 +430,59 @@ async fn import_ticket(State(sim): State<ZendeskSim>, body: Bytes) -> ApiResult 
         Json(json!({"ticket": st.ticket_json(&base, t, false)})),
     )
         .into_response())
+}
+
+/// Most tickets one bulk import takes.
+const MAX_BULK_IMPORT: usize = 100;
+
+/// Ticket Bulk Import: queues a job importing each ticket as `POST imports/tickets` would; per-ticket errors
+/// land in the job's results, not in this answer.
+async fn import_many(State(sim): State<ZendeskSim>, body: Bytes) -> ApiResult {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+    let Some(tickets) = v.get("tickets").and_then(Value::as_array) else {
+        return Err(ApiError::bad("expected a \"tickets\" array"));
+    };
+    if tickets.is_empty() || tickets.len() > MAX_BULK_IMPORT {
+        return Err(ApiError::bad(format!("tickets: between 1 and {MAX_BULK_IMPORT} tickets, got {}", tickets.len())));
+    }
+    if let Some(bad) = tickets.iter().position(|t| !t.is_object()) {
+        return Err(ApiError::bad(format!("tickets[{bad}] is not an object")));
+    }
+    let base = sim.base_url();
+    let delay = sim.inner.cfg.job_delay;
+    let id = sim.lock().queue_import_job(tickets.clone());
+    if delay.is_zero() {
+        run_job(&sim, &id, &base);
+    } else {
+        let (sim, id, base) = (sim.clone(), id.clone(), base.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            run_job(&sim, &id, &base);
+        });
+    }
+    // The answer shows the job as queued even when it already ran: clients must poll, as on Zendesk.
+    let st = sim.lock();
+    let mut job = st.job_json(&base, &id).ok_or_else(ApiError::not_found)?;
+    job["status"] = json!("queued");
+    job["progress"] = json!(0);
+    if let Some(o) = job.as_object_mut() {
+        o.remove("results");
+        o.remove("message");
+    }
+    Ok(Json(json!({ "job_status": job })).into_response())
+}
+
+fn run_job(sim: &ZendeskSim, id: &str, base: &str) {
+    let now = sim.now_secs();
+    let mut st = sim.lock();
+    st.run_import_job(id, base, now, |ext| sim.write_fault(ext));
+}
+
+async fn show_job(State(sim): State<ZendeskSim>, Path(id): Path<String>) -> ApiResult {
+    let id = id.trim_end_matches(".json");
+    let base = sim.base_url();
+    let job = sim.lock().job_json(&base, id).ok_or_else(ApiError::not_found)?;
+    ok(json!({ "job_status": job }))
 }
 
 async fn upload(

@@ -50,6 +50,9 @@ pub struct ZendeskSimConfig {
     pub credentials: Option<(String, String)>,
     /// The simulator's clock = real UTC now + this offset.
     pub clock_offset_secs: i64,
+    /// How long a background job (`imports/tickets/create_many`) stays queued before it runs; zero runs it
+    /// before the POST is answered (the answer still says `queued`, as Zendesk's always does).
+    pub job_delay: Duration,
 }
 
 impl Default for ZendeskSimConfig {
@@ -69,6 +72,7 @@ impl Default for ZendeskSimConfig {
             max_seed_attachment_bytes: 2 * 1024 * 1024,
             credentials: None,
             clock_offset_secs: 0,
+            job_delay: Duration::ZERO,
         }
     }
 }

@@ -264,6 +264,19 @@ pub(crate) struct State {
     /// Fault hook ([`ZendeskSim::corrupt_ticket`](super::ZendeskSim::corrupt_ticket)): fields that override a
     /// ticket's served JSON, to serve records the API's own validation would refuse (e.g. no requester).
     pub json_overrides: BTreeMap<u64, serde_json::Map<String, Value>>,
+    /// Background jobs (`imports/tickets/create_many`), by id.
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// A background job (Ticket Bulk Import): queued until it runs, then completed with one result per ticket.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub total: usize,
+    /// The ticket objects still to import (empty once run).
+    pub input: Vec<Value>,
+    /// `None` while queued; the per-ticket results once completed.
+    pub results: Option<Vec<Value>>,
+    pub completed_at: Option<i64>,
 }
 
 fn next(seq: &mut u64, base: u64) -> u64 {
@@ -437,7 +450,70 @@ impl State {
             export_rate: RateWindow::new(),
             stats: SimStats::default(),
             json_overrides: BTreeMap::new(),
+            jobs: BTreeMap::new(),
         }
+    }
+
+    /// Queues a Ticket Bulk Import job for `tickets`; returns its id (32 hex digits, as Zendesk's).
+    pub fn queue_import_job(&mut self, tickets: Vec<Value>) -> String {
+        let n = self.jobs.len() as u64 + 1;
+        let id = format!("{:016x}{:016x}", self.seed ^ 0x6a0b, n);
+        self.jobs.insert(id.clone(), Job { total: tickets.len(), input: tickets, results: None, completed_at: None });
+        id
+    }
+
+    /// Runs a queued job: imports each ticket as `POST imports/tickets` would, recording per ticket its new id
+    /// or its error. `refuse` is the simulator's write-fault switch, asked per `external_id`.
+    pub fn run_import_job(&mut self, id: &str, base: &str, now: i64, refuse: impl Fn(Option<&str>) -> Option<(u16, String)>) {
+        let Some(input) = self.jobs.get_mut(id).filter(|j| j.results.is_none()).map(|j| std::mem::take(&mut j.input)) else {
+            return;
+        };
+        let mut results = Vec::with_capacity(input.len());
+        for (index, t) in input.iter().enumerate() {
+            let outcome = match refuse(t.get("external_id").and_then(Value::as_str)) {
+                // A server-side fault is an internal error of the job; any other status a validation error.
+                Some((status, description)) if status >= 500 => Err(("InternalError".to_string(), description)),
+                Some((_, description)) => Err(("RecordInvalid".to_string(), description)),
+                None => self.import_ticket(t, base, now).map_err(|e| {
+                    let error = e.body.get("error").and_then(Value::as_str).unwrap_or("RecordInvalid").to_string();
+                    let details = e.body.get("description").and_then(Value::as_str).unwrap_or("").to_string();
+                    (error, details)
+                }),
+            };
+            results.push(match outcome {
+                Ok(ticket) => json!({"index": index, "id": ticket, "status": "Created"}),
+                Err((error, details)) => json!({"index": index, "status": "Failed", "error": error, "details": details}),
+            });
+        }
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.results = Some(results);
+            job.completed_at = Some(now);
+        }
+    }
+
+    /// A job's `job_status` object.
+    pub fn job_json(&self, base: &str, id: &str) -> Option<Value> {
+        let job = self.jobs.get(id)?;
+        let mut v = json!({
+            "id": id,
+            "url": format!("{base}/api/v2/job_statuses/{id}.json"),
+            "job_type": "Bulk Ticket Import",
+            "total": job.total,
+        });
+        match (&job.results, job.completed_at) {
+            (Some(results), Some(at)) => {
+                let when = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
+                v["status"] = json!("completed");
+                v["progress"] = json!(job.total);
+                v["message"] = json!(format!("Completed at {}", when.format("%Y-%m-%d %H:%M:%S +0000")));
+                v["results"] = json!(results);
+            }
+            _ => {
+                v["status"] = json!("queued");
+                v["progress"] = json!(0);
+            }
+        }
+        Some(v)
     }
 
     pub fn next_ticket_id(&mut self) -> u64 {
