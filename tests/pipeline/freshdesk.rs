@@ -236,3 +236,30 @@ async fn an_unknown_agent_email_is_reported_and_the_rest_lands() {
     assert!(!v.mismatched.is_empty(), "the reassigned ticket keeps its old assignee in the target: {v:#?}");
     assert!(v.mismatched.iter().all(|m| m.starts_with(&format!("ticket {reassigned} "))), "only the reassigned ticket differs: {v:#?}");
 }
+
+/// People in a Freshdesk target cost as few requests of the rate-limit budget as the API allows: the
+/// agents are listed once (not looked up per person), and a new requester without a company is created by
+/// the ticket's own `POST /tickets` (`email` + `name`), so only requesters with a company (whose contact
+/// must join it) cost a `POST /contacts`. The copy verifies clean, requesters included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_freshdesk_target_resolves_people_with_the_fewest_requests() {
+    let source = zendesk_source(30, 16 * 1024).await;
+    let target = freshdesk_target().await;
+    let p = Pipeline::new(&zendesk(&source.base_url(), Duration::from_secs(1)), &freshdesk(&target.base_url(), json!({})), Opts::default());
+    let full = p.full().await;
+    assert!(full.failures.is_empty(), "{full:#?}");
+    let snap = source.snapshot();
+    let users: std::collections::HashMap<u64, &Value> = snap["users"].as_array().unwrap().iter().map(|u| (u["id"].as_u64().unwrap(), u)).collect();
+    let requesters: std::collections::HashSet<u64> = snap["tickets"].as_array().unwrap().iter().filter_map(|t| t["requester_id"].as_u64()).collect();
+    let end_users: Vec<&&Value> = requesters.iter().filter_map(|id| users.get(id)).filter(|u| u["role"] == "end-user").collect();
+    let with_company = end_users.iter().filter(|u| u["organization_id"].as_u64().is_some()).count();
+    assert!(end_users.len() > with_company && with_company > 0, "the seed should have requesters with and without a company: {} / {with_company}", end_users.len());
+
+    let routes = target.stats().per_route;
+    let n = |r: &str| routes.get(r).copied().unwrap_or(0);
+    assert_eq!(n("GET /api/v2/agents"), 1, "agents are listed once: {routes:?}");
+    assert!(n("POST /api/v2/contacts") <= with_company as u64 + 2, "only requesters with a company (and the odd comment author) need a contact of their own: {routes:?}");
+    assert!(n("POST /api/v2/contacts") + n("GET /api/v2/contacts") < end_users.len() as u64, "people cost less than a request each: {routes:?}");
+    let v = p.verify().await;
+    assert!(v.is_clean(), "{}\n{v:#?}", v.summary_line());
+}

@@ -320,3 +320,63 @@ mod tests {
         );
     }
 }
+
+/// Spends a help desk's rate-limit budget evenly instead of in bursts: requests leave at most one per
+/// `60 s / requests_per_minute` (a token bucket holding one token), and a 429 pauses every request of the
+/// connector until its `Retry-After` has passed. Without it, every worker fires until the window is spent
+/// and each then collects its own 429 — requests that count against the budget and do nothing.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    /// None: no steady pacing, only the shared pause after a 429.
+    interval: Option<Duration>,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    pub(crate) fn new(requests_per_minute: Option<u32>) -> Pacer {
+        Pacer { interval: requests_per_minute.filter(|r| *r > 0).map(|r| Duration::from_secs(60) / r), next: tokio::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    /// Waits for this request's turn.
+    pub(crate) async fn wait(&self) {
+        let mut next = self.next.lock().await;
+        let now = tokio::time::Instant::now();
+        let at = (*next).max(now);
+        *next = at + self.interval.unwrap_or_default();
+        drop(next);
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// After a 429: nobody sends before `after` has passed.
+    pub(crate) async fn hold(&self, after: Duration) {
+        let mut next = self.next.lock().await;
+        let until = tokio::time::Instant::now() + after;
+        if *next < until {
+            *next = until;
+        }
+    }
+}
+
+#[cfg(test)]
+mod pacer_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_leave_one_interval_apart_and_a_429_holds_them_all() {
+        let p = Arc::new(Pacer::new(Some(600)));
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..5 {
+            p.wait().await;
+        }
+        assert_eq!(t0.elapsed(), Duration::from_millis(400), "the 5th request leaves after 4 intervals of 100 ms");
+        p.hold(Duration::from_secs(2)).await;
+        let t1 = tokio::time::Instant::now();
+        p.wait().await;
+        assert!(t1.elapsed() >= Duration::from_secs(2), "a 429's Retry-After holds the next request");
+        let unpaced = Pacer::new(None);
+        let t2 = tokio::time::Instant::now();
+        unpaced.wait().await;
+        unpaced.wait().await;
+        assert_eq!(t2.elapsed(), Duration::ZERO);
+    }
+}

@@ -36,24 +36,6 @@ pub(crate) enum Replay {
     NotProcessedOnly,
 }
 
-/// Spaces request starts `interval` apart (optional pacing below the plan's limit).
-#[derive(Debug)]
-struct Pacer {
-    interval: Duration,
-    next: tokio::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    async fn wait(&self) {
-        let mut next = self.next.lock().await;
-        let now = tokio::time::Instant::now();
-        let at = (*next).max(now);
-        *next = at + self.interval;
-        drop(next);
-        tokio::time::sleep_until(at).await;
-    }
-}
-
 /// A multipart/form-data body held in memory (so it can be replayed after a 429).
 #[derive(Debug, Clone)]
 pub(crate) struct Multipart {
@@ -95,7 +77,7 @@ pub struct FreshdeskClient {
     counters: Arc<ApiCounters>,
     policy: RetryPolicy,
     timeout: Duration,
-    pacer: Option<Pacer>,
+    pacer: http::Pacer,
     /// `X-RateLimit-Remaining` of the last answer (u64::MAX until one is seen).
     remaining: AtomicU64,
     /// The account's clock, from the `Date` header of its answers.
@@ -156,7 +138,7 @@ impl FreshdeskClient {
             counters: ApiCounters::new(),
             policy: RetryPolicy { max_retries: cfg.max_retries, max_retry_after: Duration::from_secs(cfg.max_retry_after_secs), base_backoff: Duration::from_millis(200) },
             timeout,
-            pacer: cfg.requests_per_minute.map(|rpm| Pacer { interval: Duration::from_secs(60) / rpm, next: tokio::sync::Mutex::new(tokio::time::Instant::now()) }),
+            pacer: http::Pacer::new(cfg.requests_per_minute),
             remaining: AtomicU64::new(u64::MAX),
             clock: http::ServerClock::default(),
         })
@@ -216,10 +198,8 @@ impl FreshdeskClient {
     {
         let mut retry: u32 = 0;
         loop {
-            if let Some(p) = &self.pacer {
-                if self.same_origin(url) {
-                    p.wait().await;
-                }
+            if self.same_origin(url) {
+                self.pacer.wait().await;
             }
             let rb = build(self.request(method.clone(), url));
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
@@ -258,9 +238,9 @@ impl FreshdeskClient {
             if status == StatusCode::TOO_MANY_REQUESTS {
                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                 let wait = http::retry_after(resp.headers());
+                self.pacer.hold(self.policy.throttle_wait(wait)).await;
                 if budget {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(self.policy.throttle_wait(wait)).await;
                     retry += 1;
                     continue;
                 }

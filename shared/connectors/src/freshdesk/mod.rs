@@ -38,6 +38,9 @@ use crate::registry::ConfigError;
 use client::{multipart, Replay};
 use mapping::{FdAgent, FdCompany, FdContact, FdConversation, FdField, FdGroup, FdTicket, ListCursor, MappingError, ReadAs, TargetRefs};
 
+/// How long the target's agent listing is trusted before it is read again.
+const AGENTS_TTL: Duration = Duration::from_secs(300);
+
 /// The connector kind in configs and reports.
 pub const KIND: &str = "freshdesk";
 
@@ -104,6 +107,13 @@ pub struct Freshdesk {
     fields: Mutex<Option<Arc<FieldDir>>>,
     // Target-side ids: users by email (lower case) with "is an agent", companies by name (lower case).
     target_users: Mutex<HashMap<String, (u64, bool)>>,
+    /// The target's agents by email (lower case), listed once: per-user agent look-ups cost one request
+    /// of the rate-limit budget per requester.
+    target_agents: tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<String, u64>>)>>,
+    /// Creating one person, or reading the field list, happens once even when several workers need it at
+    /// the same moment (otherwise each spends a request, and all but one collect a 409): striped by email.
+    user_create: [tokio::sync::Mutex<()>; 16],
+    field_load: tokio::sync::Mutex<()>,
     target_companies: Mutex<HashMap<String, u64>>,
     /// Serializes "list groups, else create" so two workers never create the same group twice.
     group_create: tokio::sync::Mutex<()>,
@@ -143,6 +153,9 @@ impl Freshdesk {
             groups: Mutex::default(),
             fields: Mutex::default(),
             target_users: Mutex::default(),
+            target_agents: tokio::sync::Mutex::default(),
+            user_create: Default::default(),
+            field_load: tokio::sync::Mutex::default(),
             target_companies: Mutex::default(),
             group_create: tokio::sync::Mutex::new(()),
             pending: Mutex::default(),
@@ -182,8 +195,14 @@ impl Freshdesk {
     }
 
     async fn field_dir(&self, refresh: bool) -> Result<Arc<FieldDir>, ApiError> {
-        if !refresh {
-            if let Some(d) = lock(&self.fields).clone() {
+        let seen = lock(&self.fields).clone();
+        if let (false, Some(d)) = (refresh, &seen) {
+            return Ok(d.clone());
+        }
+        let _loading = self.field_load.lock().await;
+        // Someone else loaded (or refreshed) it while we waited: use theirs.
+        if let Some(d) = lock(&self.fields).clone() {
+            if seen.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &d)) {
                 return Ok(d);
             }
         }
@@ -482,41 +501,73 @@ impl Freshdesk {
         if let Some(found) = lock(&self.target_users).get(&key) {
             return Ok(*found);
         }
-        let context = format!("find user {} by email", user.source_id);
-        let agents = self.client.get_json(&context, &self.url("/api/v2/agents", &[("email", &email)])).await?;
-        if let Some(id) = agents.as_array().and_then(|a| a.first()).and_then(|a| a.get("id")).and_then(Value::as_u64) {
+        if let Some(id) = self.target_agent(&key, false).await? {
             lock(&self.target_users).insert(key, (id, true));
             return Ok((id, true));
         }
+        let stripe = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b))) % self.user_create.len();
+        let _creating = self.user_create[stripe].lock().await;
+        if let Some(found) = lock(&self.target_users).get(&key) {
+            return Ok(*found);
+        }
+        let context = format!("find user {} by email", user.source_id);
         let find_contact = || async {
             let v = self.client.get_json(&context, &self.url("/api/v2/contacts", &[("email", &email)])).await?;
             Ok::<_, ApiError>(v.as_array().and_then(|a| a.first()).and_then(|c| c.get("id")).and_then(Value::as_u64))
         };
-        let id = match find_contact().await? {
-            Some(id) => id,
-            None => {
-                let mut body = json!({"email": email, "name": if user.name.trim().is_empty() { email.as_str() } else { user.name.as_str() }});
-                if let Some(c) = company_id {
-                    body["company_id"] = json!(c);
-                }
-                let ctx = format!("POST contact (user {})", user.source_id);
-                match self.client.send_json(&ctx, Method::POST, &self.url("/api/v2/contacts", &[]), Some(&body), Replay::NotProcessedOnly).await {
-                    Ok(v) => v.get("id").and_then(Value::as_u64).ok_or_else(|| ApiError::from(mapping_err(&ctx, "no id in the answer")))?,
-                    // Created concurrently by another worker: read it back.
-                    Err(ApiError::Rejected { status: 409, .. }) => find_contact().await?.ok_or_else(|| ApiError::from(mapping_err(&ctx, "409 duplicate but no contact with that email")))?,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        // Most requesters are new to the target, so the contact is created first (one request) and only a
+        // 409 (the address is taken) costs a look-up: by a contact, else by an agent added since the listing.
+        let mut body = json!({"email": email, "name": if user.name.trim().is_empty() { email.as_str() } else { user.name.as_str() }});
+        if let Some(c) = company_id {
+            body["company_id"] = json!(c);
+        }
+        let ctx = format!("POST contact (user {})", user.source_id);
+        let id = match self.client.send_json(&ctx, Method::POST, &self.url("/api/v2/contacts", &[]), Some(&body), Replay::NotProcessedOnly).await {
+            Ok(v) => v.get("id").and_then(Value::as_u64).ok_or_else(|| ApiError::from(mapping_err(&ctx, "no id in the answer")))?,
+            Err(ApiError::Rejected { status: 409, .. }) => match find_contact().await? {
+                Some(id) => id,
+                None => match self.target_agent(&key, true).await? {
+                    Some(id) => {
+                        lock(&self.target_users).insert(key, (id, true));
+                        return Ok((id, true));
+                    }
+                    None => return Err(ApiError::from(mapping_err(&ctx, "409 duplicate, but no contact or agent has that email")).into()),
+                },
+            },
+            Err(e) => return Err(e.into()),
         };
         lock(&self.target_users).insert(key, (id, false));
         Ok((id, false))
     }
 
+    /// The target agent with this (lower-case) email, from the agent listing: read once, again after
+    /// [`AGENTS_TTL`] (agents added during a long migration), or at once with `refresh` (an address turned
+    /// out to be taken by someone the listing did not have).
+    async fn target_agent(&self, key: &str, refresh: bool) -> Result<Option<u64>, ApiError> {
+        let mut dir = self.target_agents.lock().await;
+        let stale = dir.as_ref().is_none_or(|(at, _)| at.elapsed() > AGENTS_TTL);
+        if refresh || stale {
+            let mut by_email = HashMap::new();
+            for v in self.list_all("/api/v2/agents").await? {
+                let a: FdAgent = mapping::parse(&format!("freshdesk agent {}", mapping::id_of(&v)), &v)?;
+                if let Some(e) = a.contact.email {
+                    by_email.insert(e.trim().to_lowercase(), a.id);
+                }
+            }
+            *dir = Some((std::time::Instant::now(), Arc::new(by_email)));
+        }
+        Ok(dir.as_ref().and_then(|(_, d)| d.get(key).copied()))
+    }
+
     /// An assignee must already be an agent of the target: the connector never creates agents (seats).
     async fn agent_id(&self, user: &User) -> Result<u64, TargetError> {
-        match self.user_id(user, None).await? {
-            (id, true) => Ok(id),
-            (_, false) => Err(TargetError::Unmappable { record: format!("assignee {}", user.email), cause: "is not an agent in the target Freshdesk (agents are matched by email, never created)".into() }),
+        let key = user.email.trim().to_lowercase();
+        match self.target_agent(&key, false).await? {
+            Some(id) => Ok(id),
+            None => Err(TargetError::Unmappable {
+                record: format!("assignee {}", user.email),
+                cause: "is not an agent in the target Freshdesk (agents are matched by email, never created; the agent list is re-read every 5 minutes)".into(),
+            }),
         }
     }
 
@@ -574,12 +625,31 @@ impl Freshdesk {
 
     /// Target ids of everything `t` refers to (the company first: a new requester contact joins it).
     async fn refs(&self, t: &Ticket) -> Result<TargetRefs, TargetError> {
+        self.refs_for(t, false).await.map(|(r, _)| r)
+    }
+
+    /// [`Self::refs`]; for a create (`inline_requester`), a requester the target has not been asked about
+    /// yet and who has no company is left to the create itself: `POST /tickets` with `email` and `name`
+    /// finds or creates the contact, which saves a request per new requester (the returned `(email,
+    /// name)` goes into the body, and the answer's `requester_id` into the cache).
+    async fn refs_for(&self, t: &Ticket, inline_requester: bool) -> Result<(TargetRefs, Option<(String, String)>), TargetError> {
         let company_id = match &t.organization {
             Some(o) => Some(self.company_id(o).await?),
             None => None,
         };
+        let mut inline = None;
         let requester_id = match &t.requester {
-            Some(u) => Some(self.user_id(u, company_id).await?.0),
+            Some(u) => {
+                let key = u.email.trim().to_lowercase();
+                let known = lock(&self.target_users).contains_key(&key);
+                if inline_requester && company_id.is_none() && !known && key.contains('@') && self.target_agent(&key, false).await?.is_none() {
+                    let name = if u.name.trim().is_empty() { u.email.trim() } else { u.name.as_str() };
+                    inline = Some((u.email.trim().to_string(), name.to_string()));
+                    None
+                } else {
+                    Some(self.user_id(u, company_id).await?.0)
+                }
+            }
             None => None,
         };
         let responder_id = match &t.assignee {
@@ -590,7 +660,7 @@ impl Freshdesk {
             Some(g) => Some(self.group_id(g).await?),
             None => None,
         };
-        Ok(TargetRefs { requester_id, responder_id, group_id, company_id })
+        Ok((TargetRefs { requester_id, responder_id, group_id, company_id }, inline))
     }
 
     async fn label_to_name(&self, t: &Ticket) -> Result<HashMap<String, String>, TargetError> {
@@ -661,10 +731,14 @@ impl Freshdesk {
 
     async fn create(&self, source_ref: &str, ticket: &Ticket, comments: &[CommentWrite<'_>]) -> Result<TargetId, TargetError> {
         mapping::status_to_fd(ticket).map_err(unmappable)?;
-        let refs = self.refs(ticket).await?;
+        let (refs, inline_requester) = self.refs_for(ticket, true).await?;
         let names = self.label_to_name(ticket).await?;
         let cf = mapping::custom_fields_to_fd(ticket, &names, false).map_err(unmappable)?;
         let mut body = mapping::ticket_fields_to_fd(ticket, &refs, cf, Some(source_ref)).map_err(unmappable)?;
+        if let Some((email, name)) = &inline_requester {
+            body.insert("email".into(), json!(email));
+            body.insert("name".into(), json!(name));
+        }
         // The description carries the first comment when it is public (Freshdesk shows it to the requester).
         let (first, rest) = match comments.split_first() {
             Some((f, rest)) if f.comment.public => (Some(f), rest),
@@ -679,6 +753,9 @@ impl Freshdesk {
         let context = format!("POST ticket {} ({source_ref})", ticket.source_id);
         let v = self.post_fields(&context, &self.url("/api/v2/tickets", &[]), &body, &files, Replay::NotProcessedOnly).await?;
         let id = v.get("id").and_then(Value::as_u64).ok_or_else(|| ApiError::from(mapping_err(&context, "no id in the answer")))?;
+        if let (Some((email, _)), Some(rid)) = (&inline_requester, v.get("requester_id").and_then(Value::as_u64)) {
+            lock(&self.target_users).insert(email.to_lowercase(), (rid, false));
+        }
         if let Some(f) = first.filter(|f| mapping::has_inline(&desc, &f.comment.attachments, &f.uploads)) {
             let fixed = mapping::repoint_inline(&desc, &f.comment.attachments, &f.uploads, &attachment_urls(&v));
             let ctx = format!("PUT ticket {id} description (inline images)");

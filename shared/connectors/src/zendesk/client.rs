@@ -40,6 +40,8 @@ pub struct ZendeskClient {
     timeout: Duration,
     /// The account's clock, from the `Date` header of its answers.
     clock: http::ServerClock,
+    /// Shared by clones: the budget is the account's, not one clone's.
+    pacer: Arc<http::Pacer>,
 }
 
 /// Which failures a request may be sent again after.
@@ -92,6 +94,7 @@ impl ZendeskClient {
             },
             timeout,
             clock: http::ServerClock::default(),
+            pacer: Arc::new(http::Pacer::new(cfg.requests_per_minute)),
         })
     }
 
@@ -161,6 +164,9 @@ impl ZendeskClient {
     {
         let mut retry: u32 = 0;
         loop {
+            if self.same_origin(url) {
+                self.pacer.wait().await;
+            }
             let rb = build(self.request(method.clone(), url));
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             let budget = retry < self.policy.max_retries;
@@ -196,9 +202,9 @@ impl ZendeskClient {
             if status == StatusCode::TOO_MANY_REQUESTS {
                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                 let wait = http::retry_after(resp.headers());
+                self.pacer.hold(self.policy.throttle_wait(wait)).await;
                 if budget && replay != Replay::Once {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(self.policy.throttle_wait(wait)).await;
                     retry += 1;
                     continue;
                 }

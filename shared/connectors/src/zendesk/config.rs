@@ -37,6 +37,12 @@ pub struct ZendeskConfig {
     /// Cap on the `Retry-After` wait honoured inside one request, in seconds.
     #[serde(default = "default_max_retry_after")]
     pub max_retry_after_secs: u64,
+    /// Pacing: at most this many requests per minute from this connector — the plan's limit (Team 200,
+    /// Professional 400, Enterprise 700, High Volume add-on 2,500), or a share of it when other
+    /// integrations use the account too. None = no steady pacing; a 429 still pauses every request of the
+    /// connector until its `Retry-After` has passed.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
     /// Largest attachment uploaded to this account as a target, in bytes (default 50 MiB); larger ones are
     /// refused before sending.
     #[serde(default = "default_max_attachment")]
@@ -92,6 +98,7 @@ impl ZendeskConfig {
         let invalid = |field: &str, cause: &str| ConfigError::Invalid {
             field: field.into(),
             cause: cause.into(),
+            requests_per_minute: None,
         };
         if let Some(e) = &self.email {
             if e.trim().is_empty() || !e.contains('@') {
@@ -123,6 +130,9 @@ impl ZendeskConfig {
         }
         if self.timeout_secs == 0 {
             return Err(invalid("timeout_secs", "must be at least 1"));
+        }
+        if self.requests_per_minute == Some(0) {
+            return Err(invalid("requests_per_minute", "must be positive (leave it out for no pacing)"));
         }
         if self.max_retries > 20 {
             return Err(invalid("max_retries", "must be at most 20"));

@@ -59,7 +59,9 @@ fn class_of(method: &Method, route: &str) -> Option<Class> {
         (&Method::POST, "/api/v2/tickets") => Some(Class::TicketCreate),
         (&Method::PUT, "/api/v2/tickets/{id}") => Some(Class::TicketUpdate),
         (&Method::GET, "/api/v2/tickets") => Some(Class::TicketList),
-        (_, r) if r.starts_with("/api/v2/contacts") => Some(Class::Contacts),
+        // Freshdesk's plan table caps "Contacts List"; creating or viewing a contact counts only against the
+        // account limit.
+        (&Method::GET, "/api/v2/contacts") => Some(Class::Contacts),
         _ => None,
     }
 }

@@ -46,7 +46,7 @@ pub struct FreshdeskRateLimits {
     pub ticket_update: Option<u32>,
     /// `GET /tickets`.
     pub ticket_list: Option<u32>,
-    /// Every `/contacts` call.
+    /// `GET /contacts` (listing and finding by email).
     pub contacts: Option<u32>,
     /// The window the limits count over (Freshdesk: one minute); shorter in tests.
     pub window: Duration,
