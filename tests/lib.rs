@@ -20,6 +20,8 @@ use deltadesk_core::window::{RunKind, WindowRules};
 use deltadesk_sim::zendesk::{ZendeskSim, ZendeskSimConfig};
 
 #[cfg(feature = "moto")]
+pub mod aws_meter;
+#[cfg(feature = "moto")]
 pub mod moto_support;
 
 pub const MIGRATION: &str = "t";

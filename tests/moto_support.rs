@@ -1,6 +1,7 @@
 //! Support for tests on moto, the AWS emulator: a deployment made by hand (what infra/template.yaml
 //! creates), a driver that behaves like Lambda's SQS event source, and the Lambda Runtime API emulator of
-//! cargo-lambda for running the real function binaries.
+//! cargo-lambda for running the real function binaries. `deploy_metered` attaches an [`AwsMeter`] to every
+//! client (the AWS cost benchmark, bench/aws.rs).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use deltadesk_serverless::api::{handle as api, ApiRequest};
 use deltadesk_serverless::sqs_batch::handle_sqs_event;
 use deltadesk_sim::zendesk::{ZendeskSim, ZendeskSimConfig};
 use serde_json::json;
+
+use crate::aws_meter::AwsMeter;
 
 pub fn endpoint() -> String {
     std::env::var("DELTADESK_MOTO_ENDPOINT").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
@@ -52,29 +55,80 @@ pub struct Deployment {
     pub visibility_secs: i32,
     /// Hand each batch's records to the handler in reverse order (SQS standard queues keep no order).
     pub reverse_batches: bool,
+    /// Counts every AWS request (the functions' and the driver's) and the driver's invocations.
+    pub meter: Option<AwsMeter>,
 }
 
 pub async fn deploy(max_receives: u32) -> Deployment {
+    deploy_with(max_receives, None).await
+}
+
+/// A deployment whose clients all count into `meter`: the functions' as "functions", the driver's (what
+/// Lambda's SQS event source does: receive, delete) as "event source".
+pub async fn deploy_metered(max_receives: u32, meter: &AwsMeter) -> Deployment {
+    deploy_with(max_receives, Some(meter)).await
+}
+
+async fn deploy_with(max_receives: u32, meter: Option<&AwsMeter>) -> Deployment {
     let cfg = moto().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&cfg);
+    let functions = meter.map(|m| m.tap("functions"));
+    let dynamo = {
+        let mut b = aws_sdk_dynamodb::config::Builder::from(&cfg);
+        if let Some(t) = &functions {
+            b = b.interceptor(t.clone());
+        }
+        aws_sdk_dynamodb::Client::from_conf(b.build())
+    };
     let table = unique("state");
     create_table(&dynamo, &table).await.expect("table");
-    let s3 = s3_client(&cfg);
+    let s3 = match &functions {
+        // s3_client's settings (path-style addressing) plus the meter.
+        Some(t) => aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&cfg).force_path_style(true).interceptor(t.clone()).build()),
+        None => s3_client(&cfg),
+    };
     let bucket = unique("staging");
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
-    let sqs = aws_sdk_sqs::Client::new(&cfg);
+    let sqs_with = |tap: Option<crate::aws_meter::MeterTap>| {
+        let mut b = aws_sdk_sqs::config::Builder::from(&cfg);
+        if let Some(t) = tap {
+            b = b.interceptor(t);
+        }
+        aws_sdk_sqs::Client::from_conf(b.build())
+    };
+    let sqs = sqs_with(functions.clone());
     let (fetch_url, fetch_dlq) = create_queue_pair(&sqs, &unique("fetch"), max_receives).await.expect("fetch queues");
     let (write_url, write_dlq_url) = create_queue_pair(&sqs, &unique("write"), max_receives).await.expect("write queues");
     let prefix = format!("{}/", unique("secrets"));
+    let secrets = {
+        let mut b = aws_sdk_secretsmanager::config::Builder::from(&cfg);
+        if let Some(t) = &functions {
+            b = b.interceptor(t.clone());
+        }
+        aws_sdk_secretsmanager::Client::from_conf(b.build())
+    };
     let backends = Backends {
         state: Arc::new(DynamoState::new(dynamo, table.clone())),
         blobs: Arc::new(S3Blobs::new(s3, bucket.clone(), "staging")),
         fetch_queue: Arc::new(SqsQueue::new(sqs.clone(), fetch_url.clone(), fetch_dlq.clone())),
         write_queue: Arc::new(SqsQueue::new(sqs.clone(), write_url.clone(), write_dlq_url.clone())),
-        secrets: Arc::new(SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&cfg))),
+        secrets: Arc::new(SecretsManagerSecrets::new(secrets)),
         secret_prefix: prefix,
     };
-    Deployment { ctx: Context::new(backends), sqs, table, bucket, fetch_url, fetch_dlq_url: fetch_dlq, write_url, write_dlq_url, visibility_secs: 10, reverse_batches: false }
+    // The driver's own client: what Lambda's event source mapping calls, labelled apart.
+    let driver_sqs = if meter.is_some() { sqs_with(meter.map(|m| m.tap("event source"))) } else { sqs };
+    Deployment {
+        ctx: Context::new(backends),
+        sqs: driver_sqs,
+        table,
+        bucket,
+        fetch_url,
+        fetch_dlq_url: fetch_dlq,
+        write_url,
+        write_dlq_url,
+        visibility_secs: 10,
+        reverse_batches: false,
+        meter: meter.cloned(),
+    }
 }
 
 impl Deployment {
@@ -137,7 +191,11 @@ impl Deployment {
         if duplicate_every > 0 && (*batch_no).is_multiple_of(duplicate_every) {
             handle_sqs_event(&self.ctx, queue, event.clone()).await;
         }
+        let started = Instant::now();
         let (resp, _) = handle_sqs_event(&self.ctx, queue, event).await;
+        if let Some(m) = &self.meter {
+            m.invocation(if url == self.fetch_url { "fetcher" } else { "writer" }, msgs.len(), started.elapsed());
+        }
         let failed: HashSet<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         for m in &msgs {
             if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
@@ -162,6 +220,8 @@ impl Deployment {
         while Instant::now() < deadline {
             let n = self.pump(&self.write_url, self.ctx.backends.write_queue.as_ref(), &mut batch_no, duplicate_every).await
                 + self.pump(&self.fetch_url, self.ctx.backends.fetch_queue.as_ref(), &mut batch_no, duplicate_every).await;
+            // The driver's own checks are no part of a deployment's work: not metered.
+            let _paused = self.meter.as_ref().map(AwsMeter::pause);
             if runs::load_migration(&engine).await.unwrap().0.open_run.is_none() {
                 return true;
             }
