@@ -356,3 +356,29 @@ async fn rt_through_a_faulty_proxy_full_then_deltas_with_live_changes_verify_cle
     proxy.shutdown();
     target_sim.shutdown();
 }
+
+/// `mapping init`'s view of a real RT: its queues (as groups), privileged users (as agents, customers left
+/// out) and ticket custom fields, and the proposal into a Zendesk target that has "Order number" too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rt_vocabulary_lists_queues_privileged_users_and_ticket_fields() {
+    if std::env::var("DELTADESK_RT_URL").is_err() {
+        panic!("{HOW_TO_START}");
+    }
+    let rt = RtApi::from_env();
+    let tag = format!("voc{}", std::process::id());
+    rt.post("/queue", json!({"Name": format!("Voc queue {tag}")})).await;
+    rt.post("/user", json!({"Name": format!("agent-{tag}"), "EmailAddress": format!("agent-{tag}@support.example"), "Privileged": 1})).await;
+    rt.post("/user", json!({"Name": format!("customer-{tag}"), "EmailAddress": format!("customer-{tag}@example.com")})).await;
+    let (engine, target_sim, _dir, _rc) = pipeline(&rt, &std::env::var("DELTADESK_RT_URL").unwrap(), json!({}), 5).await;
+    let v = engine.source.vocabulary().await.expect("rt vocabulary");
+    assert!(v.groups.contains(&format!("Voc queue {tag}")), "{:?}", v.groups);
+    assert!(v.agents.contains(&format!("agent-{tag}@support.example")), "the privileged user is an agent: {:?}", v.agents);
+    assert!(!v.agents.contains(&format!("customer-{tag}@example.com")), "an unprivileged user is not: {:?}", v.agents);
+    let order = v.custom_fields.iter().find(|f| f.title == "Order number").unwrap_or_else(|| panic!("{:?}", v.custom_fields));
+    assert_eq!(order.kind, deltadesk_core::vocabulary::FieldKind::Text);
+    let t = engine.target.vocabulary().await.expect("zendesk vocabulary");
+    let p = deltadesk_core::vocabulary::propose(&v, &t);
+    assert_eq!(p.mapping.custom_fields.map.get("Order number").map(String::as_str), Some("Order number"), "{:?}", p.decisions);
+    assert!(p.decisions.iter().all(|d| d.table != "custom_fields" || d.value != "Order number"));
+    drop(target_sim);
+}

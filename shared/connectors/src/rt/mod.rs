@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use futures::StreamExt;
 use deltadesk_core::model::{Attachment, Comment, Group, Ticket, TicketId, User};
 use deltadesk_core::ports::{ApiStats, ByteStream, ChangePage, HelpDeskSource, SourceError};
 use deltadesk_core::window::Window;
@@ -242,20 +243,41 @@ impl Rt {
             priorities: all(&["low", "normal", "high", "urgent"]),
             ..Vocabulary::default()
         };
-        for q in self.all_pages("GET queues", "/queues/all", &[("fields", "Name")]).await? {
-            voc.groups.extend(mapping::str_field(&q, "Name").filter(|n| !n.is_empty()));
+        let queues = self.all_pages("GET queues", "/queues/all", &[("fields", "Name")]).await?;
+        for q in &queues {
+            voc.groups.extend(mapping::str_field(q, "Name").filter(|n| !n.is_empty()));
         }
-        for u in self.all_pages("GET users", "/users", &[("fields", "EmailAddress,Privileged")]).await? {
-            let privileged = u.get("Privileged").map(|p| p.as_i64() == Some(1) || p.as_str() == Some("1")).unwrap_or(false);
+        // REST2 lists users without their Privileged flag and ignores it as a search term, so each user's
+        // record is read (8 at a time): one request per RT user, paid once by `mapping init`.
+        let users = self.all_pages("GET users", "/users", &[("fields", "EmailAddress")]).await?;
+        let ids: Vec<String> = users.iter().filter_map(|u| mapping::str_field(u, "id")).collect();
+        let records: Vec<Result<Value, ApiError>> = futures::stream::iter(ids)
+            .map(|id| async move { self.client.get_json(&format!("GET user {id}"), &self.client.url(&format!("/user/{}", encode(&id)), "")).await })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for u in records {
+            let u = u?;
+            let privileged = u.get("Privileged").is_some_and(|p| p.as_i64() == Some(1) || p.as_str() == Some("1"));
             if privileged {
                 voc.agents.extend(mapping::str_field(&u, "EmailAddress").filter(|e| !e.is_empty()));
             }
         }
-        for cf in self.all_pages("GET custom fields", "/customfields", &[("fields", "Name,Type,MaxValues,LookupType,Disabled")]).await? {
+        // Ticket custom fields: the global listing answers nothing in RT 5.0.3, so they are gathered from the
+        // queues they apply to, then read one by one.
+        let mut cf_ids = std::collections::BTreeSet::new();
+        for q in &queues {
+            let Some(qid) = mapping::str_field(q, "id") else { continue };
+            for cf in self.all_pages(&format!("GET queue {qid} custom fields"), &format!("/queue/{}/customfields", encode(&qid)), &[]).await? {
+                cf_ids.extend(mapping::str_field(&cf, "id"));
+            }
+        }
+        for id in cf_ids {
+            let cf = self.client.get_json(&format!("GET custom field {id}"), &self.client.url(&format!("/customfield/{}", encode(&id)), "")).await?;
             if mapping::str_field(&cf, "LookupType").as_deref() != Some("RT::Queue-RT::Ticket") || mapping::str_field(&cf, "Disabled").as_deref() == Some("1") {
                 continue;
             }
-            let (Some(id), Some(name)) = (mapping::str_field(&cf, "id"), mapping::str_field(&cf, "Name")) else { continue };
+            let Some(name) = mapping::str_field(&cf, "Name") else { continue };
             let single = mapping::str_field(&cf, "MaxValues").as_deref() == Some("1");
             let kind = match (mapping::str_field(&cf, "Type").as_deref(), single) {
                 (Some("Select" | "Combobox" | "Autocomplete"), true) => FieldKind::DropDown,
