@@ -4,6 +4,7 @@
 #[cfg(feature = "moto")]
 mod aws;
 mod bad_input;
+mod bulk_import;
 #[cfg(feature = "contract")]
 mod contract;
 #[cfg(feature = "failpoints")]

@@ -3,9 +3,11 @@
 //! - `config.rs`: [`ZendeskConfig`].
 //! - `client.rs`: [`ZendeskClient`] (auth, counters, retries, error classification).
 //! - `mapping.rs`: pure JSON <-> canonical translation.
+//! - `batch.rs`: concurrent target creates coalesced into `imports/tickets/create_many` jobs.
 //! - this file: [`Zendesk`], the port implementations and the in-memory lookup caches (users, groups,
 //!   organizations, ticket fields), which live as long as the connector.
 
+mod batch;
 mod client;
 mod config;
 pub mod mapping;
@@ -29,7 +31,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub use client::ZendeskClient;
-pub use config::{ZendeskConfig, MAX_PER_PAGE};
+pub use config::{ZendeskConfig, MAX_BATCH_LINGER_MS, MAX_PER_PAGE};
 
 use crate::http::{query, ApiError};
 use crate::registry::ConfigError;
@@ -106,6 +108,8 @@ pub struct Zendesk {
     target_organizations: Mutex<HashMap<String, u64>>,
     /// Serializes "list groups, else create" so two workers never create the same group twice.
     group_create: tokio::sync::Mutex<()>,
+    /// Target creates coalesced into `create_many` jobs; `None` when `create_batch_linger_ms` is 0.
+    batcher: Option<batch::CreateBatcher>,
 }
 
 impl Zendesk {
@@ -136,6 +140,8 @@ impl Zendesk {
     /// Builds the connector with an explicit token (tests, or secrets fetched by other means).
     pub fn with_token(cfg: ZendeskConfig, token: Option<String>) -> Result<Self, ConfigError> {
         let client = ZendeskClient::new(&cfg, token)?;
+        let batcher = (cfg.create_batch_linger_ms > 0)
+            .then(|| batch::CreateBatcher::new(client.clone(), Duration::from_millis(cfg.create_batch_linger_ms)));
         Ok(Zendesk {
             cfg,
             client,
@@ -146,6 +152,7 @@ impl Zendesk {
             target_users: Mutex::default(),
             target_organizations: Mutex::default(),
             group_create: tokio::sync::Mutex::new(()),
+            batcher,
         })
     }
 
@@ -842,18 +849,30 @@ impl HelpDeskTarget for Zendesk {
 
     async fn find_by_source_ref(&self, source_ref: &str) -> Result<Vec<TargetId>, TargetError> {
         let context = format!("GET tickets by external_id {source_ref}");
-        let v = self
-            .client
-            .get_json(
-                &context,
-                &self.url("/api/v2/tickets", &[("external_id", source_ref)]),
-            )
-            .await?;
-        Ok(ticket_list(&v, &context)?
-            .into_iter()
-            .filter(|(_, ext)| ext.as_deref().is_none_or(|e| e == source_ref))
-            .map(|(id, _)| TargetId(id.to_string()))
-            .collect())
+        let url = self.url("/api/v2/tickets", &[("external_id", source_ref)]);
+        let mut wait = Duration::from_millis(250);
+        loop {
+            let v = self.client.get_json(&context, &url).await?;
+            let found: Vec<TargetId> = ticket_list(&v, &context)?
+                .into_iter()
+                .filter(|(_, ext)| ext.as_deref().is_none_or(|e| e == source_ref))
+                .map(|(id, _)| TargetId(id.to_string()))
+                .collect();
+            let Some(batcher) = &self.batcher else { return Ok(found) };
+            if !found.is_empty() {
+                batcher.settled(source_ref);
+                return Ok(found);
+            }
+            // A create_many job left in doubt by this process may still be queued at Zendesk and create the
+            // ticket later: reporting it absent now would let the engine create a second copy (U1).
+            match batcher.unsettled_for(source_ref) {
+                Some(left) => {
+                    tokio::time::sleep(wait.min(left)).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                None => return Ok(found),
+            }
+        }
     }
 
     async fn create_ticket(
@@ -869,21 +888,18 @@ impl HelpDeskTarget for Zendesk {
         for cw in comments {
             cs.push(self.comment_json(cw, true).await?);
         }
-        let body = mapping::import_to_zd(source_ref, ticket, &refs, cs).map_err(unmappable)?;
-        let context = format!("POST import ticket {} ({source_ref})", ticket.source_id);
-        let url = self.url("/api/v2/imports/tickets", &[]);
-        let v = self
-            .client
-            .send_json(
-                &context,
-                Method::POST,
-                &url,
-                Some(&body),
-                Replay::NotProcessedOnly,
-            )
-            .await?;
-        let id = object_id(&v, "ticket")
-            .ok_or_else(|| ApiError::from(mapping_err(&context, "no ticket.id in the answer")))?;
+        let mut body = mapping::import_to_zd(source_ref, ticket, &refs, cs).map_err(unmappable)?;
+        let ticket_body = body.get_mut("ticket").map(Value::take).unwrap_or(Value::Null);
+        let id = match &self.batcher {
+            Some(b) => {
+                let label = format!("import ticket {} ({source_ref})", ticket.source_id);
+                b.create(source_ref, label, ticket_body).await?
+            }
+            None => {
+                let context = format!("POST import ticket {} ({source_ref})", ticket.source_id);
+                batch::import_one(&self.client, &context, &ticket_body).await?
+            }
+        };
         Ok(TargetId(id.to_string()))
     }
 
@@ -1050,6 +1066,15 @@ impl HelpDeskTarget for Zendesk {
             }
             (served, size)
         } else {
+            // Without the download, the size the upload answer reports must at least match what was sent: a
+            // cut-short body is caught here; a same-sized corruption only by `verify`, which hashes both sides.
+            let reported = upload.get("attachment").and_then(|a| a.get("size")).and_then(Value::as_u64);
+            if let Some(reported) = reported.filter(|r| *r != total) {
+                return Err(TargetError::Corrupted {
+                    name,
+                    cause: format!("sent {total} bytes, the target stored {reported}"),
+                });
+            }
             (sent_sha, total)
         };
         Ok(UploadedAttachment {
@@ -1122,3 +1147,5 @@ impl HelpDeskTarget for Zendesk {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod batch_tests;

@@ -324,10 +324,12 @@ fn fake(state: Arc<Fake>) -> Router {
                 if st.corrupt_uploads.load(Ordering::SeqCst) {
                     stored.push(b'!');
                 }
+                // The answer reports the size stored, as Zendesk's does.
+                let size = stored.len();
                 st.uploads.lock().unwrap().insert(token.clone(), stored);
                 let base = st.base.lock().unwrap().clone();
                 let att = json!({"id": 1, "file_name": "my shot.png", "content_url": format!("{base}/attachments/token/{token}/?name=my%20shot.png"),
-                                 "content_type": "image/png", "size": body.len(), "inline": false});
+                                 "content_type": "image/png", "size": size, "inline": false});
                 (StatusCode::CREATED, Json(json!({"upload": {"token": token, "expires_at": "2026-03-13T14:00:00Z", "attachment": att, "attachments": [att]}})))
             }),
         )
@@ -674,6 +676,29 @@ async fn upload_streams_and_verifies_what_the_target_serves() {
         .await
         .unwrap_err();
     assert!(matches!(e, TargetError::TooLarge { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn upload_without_verification_still_checks_the_stored_size() {
+    let (st, _) = fake_account().await;
+    let zd = connector(&st.base.lock().unwrap().clone(), |c| c.verify_uploads = false);
+    let att = Attachment {
+        source_id: "901".into(),
+        file_name: "my shot.png".into(),
+        content_type: "image/png".into(),
+        size: 5,
+        sha256: None,
+        inline: false,
+        source_url: "x".into(),
+    };
+    let up = zd.upload(&att, body_of(b"hello")).await.unwrap();
+    assert_eq!(up.size, 5);
+    // One call: the upload, no download back.
+    assert_eq!(HelpDeskTarget::api_stats(&zd).calls, 1);
+    st.corrupt_uploads.store(true, Ordering::SeqCst);
+    let e = zd.upload(&att, body_of(b"hello")).await.unwrap_err();
+    assert!(matches!(e, TargetError::Corrupted { .. }) && e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("stored 6"), "{e}");
 }
 
 #[tokio::test]
