@@ -177,6 +177,17 @@ pub async fn run_once(engine: &Engine, state_dir: &Path, rc: &RunnerConfig, kind
     bar.finish_and_clear();
     let report = build_report(engine, &run.run_id).await?;
     write_report(state_dir, &report)?;
+    if let (DriveOutcome::Committed, Some(done)) = (&driven, report.finished_at) {
+        // A committed run never reads its staged snapshots and attachments again; without this the state
+        // directory would grow by every ticket's snapshot and attachments on every run.
+        let blobs = deltadesk_local::FsBlobs::new(deltadesk_local::embedded::EmbeddedPaths::under(state_dir).blobs);
+        match blobs.sweep(std::time::SystemTime::from(done)).await {
+            Ok(s) if s.files > 0 && !json => println!("removed {} staged files ({:.1} MiB) of committed runs", s.files, s.bytes as f64 / 1048576.0),
+            Ok(_) => {}
+            // Disk space, not correctness: the next commit sweeps again.
+            Err(e) => tracing::warn!(error = %e, "could not remove staged files of committed runs"),
+        }
+    }
     let code = match driven {
         DriveOutcome::Stuck { dead_letters } => {
             eprintln!(

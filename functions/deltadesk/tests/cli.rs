@@ -10,6 +10,12 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deltadesk"))
 }
 
+/// Every file under `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
 fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let out = bin().arg("--config").arg(config).args(args).output().expect("run deltadesk");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -101,6 +107,10 @@ fn migrate_status_report_and_verify_through_the_binary() {
     assert_eq!(report["counts"]["created"], 12);
     let run_id = report["run_id"].as_str().unwrap().to_string();
     assert!(dir.path().join("state/reports").join(format!("{run_id}.md")).exists());
+    // The committed run's staged snapshots and attachments are gone: the state directory does not grow
+    // with every run.
+    let staged: Vec<_> = walk(&dir.path().join("state/blobs"));
+    assert!(staged.is_empty(), "staged files left after the commit: {staged:?}");
 
     // Closed tickets take no more comments (as in Zendesk): use the open ones.
     let open: Vec<u64> = (1..=12).filter(|id| source.try_update_ticket(*id, serde_json::json!({})).is_ok()).collect();

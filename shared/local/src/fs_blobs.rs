@@ -59,12 +59,71 @@ impl FsBlobs {
         Ok(path)
     }
 
+    /// Deletes every file last written (or, for content-addressed blobs, last reused) before `cutoff`,
+    /// then the directories left empty. The embedded runner calls it after a run commits, with the commit
+    /// time: whatever was staged before then belongs to committed runs, which never read it again — the
+    /// file-system counterpart of the staging bucket's lifecycle rule on AWS. Files staged later (a run
+    /// opened meanwhile by another process) are kept.
+    pub async fn sweep(&self, cutoff: std::time::SystemTime) -> Result<Swept, BlobError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut swept = Swept::default();
+            if root.exists() {
+                sweep_dir(&root, cutoff, &mut swept, true).map_err(|e| io_error("<root>", e))?;
+            }
+            Ok(swept)
+        })
+        .await
+        .map_err(|e| io_error("<root>", std::io::Error::other(e)))?
+    }
+
     /// A fresh temporary file name next to `target`, so that the final `rename` stays on one
     /// filesystem (and is therefore atomic). The leading dot keeps it out of the way of listings.
     fn temp_path(target: &Path) -> PathBuf {
         let name = format!(".tmp-{}", uuid::Uuid::new_v4());
         target.parent().map_or_else(|| PathBuf::from(&name), |dir| dir.join(&name))
     }
+}
+
+/// What [`FsBlobs::sweep`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+fn sweep_dir(dir: &Path, cutoff: std::time::SystemTime, swept: &mut Swept, is_root: bool) -> std::io::Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Removed meanwhile by another process.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            if !sweep_dir(&entry.path(), cutoff, swept, false)? {
+                empty = false;
+            }
+        } else if meta.modified()? < cutoff {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    swept.files += 1;
+                    swept.bytes += meta.len();
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            empty = false;
+        }
+    }
+    if empty && !is_root {
+        // Another process may have just written into it: then it is not empty and stays.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(empty)
 }
 
 fn io_error(key: &str, e: std::io::Error) -> BlobError {
@@ -168,7 +227,17 @@ impl BlobStore for FsBlobs {
         let key = if prefix.is_empty() { sha256.clone() } else { format!("{prefix}/{sha256}") };
         let target = dir.join(&sha256);
         let present = tokio::fs::try_exists(&target).await.map_err(|e| io_error(&key, e))?;
-        if !present {
+        if present {
+            // Reused: mark it fresh, so a sweep after an earlier run's commit does not take it from the run
+            // that stages it again now.
+            let t = target.clone();
+            let touched = tokio::task::spawn_blocking(move || std::fs::File::options().append(true).open(&t)?.set_modified(std::time::SystemTime::now())).await;
+            match touched {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(io_error(&key, e)),
+                Err(e) => return Err(io_error(&key, std::io::Error::other(e))),
+            }
+        } else {
             // Two uploads of the same bytes may race past the check; both renames then install
             // identical content, so either outcome is correct.
             tokio::fs::rename(&temp.path, &target).await.map_err(|e| io_error(&key, e))?;
@@ -310,6 +379,30 @@ mod tests {
         assert!(matches!(err, BlobError::Io { .. }));
         assert!(std::error::Error::source(&err).is_some());
         assert!(files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_removes_what_was_staged_before_the_cutoff_and_keeps_reused_and_later_blobs() {
+        let (dir, b) = store();
+        b.put("snapshots/run1/t1.json", Bytes::from_static(b"old snapshot")).await.unwrap();
+        let reused = b.put_content_addressed("attachments", chunks(b"shared bytes", 4), 1 << 20).await.unwrap();
+        let gone = b.put_content_addressed("attachments", chunks(b"only run 1", 4), 1 << 20).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let cutoff = std::time::SystemTime::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // After the cutoff: a new run stages a snapshot and the same attachment bytes again.
+        b.put("snapshots/run2/t1.json", Bytes::from_static(b"new snapshot")).await.unwrap();
+        b.put_content_addressed("attachments", chunks(b"shared bytes", 4), 1 << 20).await.unwrap();
+
+        let swept = b.sweep(cutoff).await.unwrap();
+        assert_eq!(swept, Swept { files: 2, bytes: (b"old snapshot".len() + b"only run 1".len()) as u64 });
+        assert!(!b.exists("snapshots/run1/t1.json").await.unwrap());
+        assert!(!dir.path().join("blobs/snapshots/run1").exists(), "an emptied directory goes too");
+        assert!(!b.exists(&gone.key).await.unwrap());
+        assert!(b.exists(&reused.key).await.unwrap(), "reused after the cutoff: kept");
+        assert!(b.exists("snapshots/run2/t1.json").await.unwrap());
+        assert_eq!(b.sweep(cutoff).await.unwrap(), Swept::default());
+        assert_eq!(FsBlobs::new(dir.path().join("never")).sweep(cutoff).await.unwrap(), Swept::default());
     }
 
     #[tokio::test]
