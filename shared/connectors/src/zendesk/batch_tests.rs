@@ -37,6 +37,8 @@ struct Fake {
     batches: Mutex<Vec<(Instant, Vec<Value>)>>,
     singles: AtomicU32,
     polls: AtomicU32,
+    user_posts: AtomicU32,
+    field_gets: AtomicU32,
     /// Job id -> (results, polls left before it completes).
     jobs: Mutex<HashMap<String, (Value, &'static str, u32)>>,
     /// external_id -> ticket id, and from when it is listed.
@@ -108,8 +110,23 @@ fn fake(st: Arc<Fake>) -> Router {
                 (StatusCode::CREATED, Json(json!({"ticket": {"id": 42}})))
             }),
         )
-        .route("/api/v2/users/create_or_update", post(|| async { Json(json!({"user": {"id": 7}})) }))
-        .route("/api/v2/ticket_fields", get(|| async { Json(json!({"ticket_fields": []})) }))
+        .route(
+            "/api/v2/users/create_or_update",
+            post(|State(st): State<Arc<Fake>>| async move {
+                st.user_posts.fetch_add(1, Ordering::SeqCst);
+                // Slow enough that concurrent callers would all miss the cache without single-flight.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Json(json!({"user": {"id": 7}}))
+            }),
+        )
+        .route(
+            "/api/v2/ticket_fields",
+            get(|State(st): State<Arc<Fake>>| async move {
+                st.field_gets.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Json(json!({"ticket_fields": []}))
+            }),
+        )
         .route(
             "/api/v2/tickets",
             get(|RawQuery(q): RawQuery, State(st): State<Arc<Fake>>| async move {
@@ -137,6 +154,8 @@ async fn account(end: JobEnd, linger_ms: u64) -> (Arc<Fake>, Arc<Zendesk>) {
         batches: Mutex::default(),
         singles: AtomicU32::new(0),
         polls: AtomicU32::new(0),
+        user_posts: AtomicU32::new(0),
+        field_gets: AtomicU32::new(0),
         jobs: Mutex::default(),
         created: Mutex::default(),
         next_id: AtomicU32::new(0),
@@ -202,6 +221,9 @@ async fn concurrent_creates_share_one_create_many_job_and_each_gets_its_own_id()
     for (r, o) in refs.iter().zip(out) {
         assert_eq!(o.unwrap(), TargetId(created[r].0.to_string()), "{r}");
     }
+    // The five share one requester: looked up once, and the field list read once, though all five asked at once.
+    assert_eq!(st.user_posts.load(Ordering::SeqCst), 1);
+    assert_eq!(st.field_gets.load(Ordering::SeqCst), 1);
     // The comments travel inline, the reference in external_id.
     let sent: Vec<&str> = batches[0].1.iter().map(|t| t["external_id"].as_str().unwrap()).collect();
     assert_eq!(sent.len(), 5);

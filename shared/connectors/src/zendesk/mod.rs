@@ -108,6 +108,10 @@ pub struct Zendesk {
     target_organizations: Mutex<HashMap<String, u64>>,
     /// Serializes "list groups, else create" so two workers never create the same group twice.
     group_create: tokio::sync::Mutex<()>,
+    /// One look-up at a time per email and for the field list: workers released together by a batch answer
+    /// would otherwise all miss the cache at once and ask for the same user (or fields) several times.
+    user_flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    fields_flight: tokio::sync::Mutex<()>,
     /// Target creates coalesced into `create_many` jobs; `None` when `create_batch_linger_ms` is 0.
     batcher: Option<batch::CreateBatcher>,
 }
@@ -152,6 +156,8 @@ impl Zendesk {
             target_users: Mutex::default(),
             target_organizations: Mutex::default(),
             group_create: tokio::sync::Mutex::new(()),
+            user_flights: Mutex::default(),
+            fields_flight: tokio::sync::Mutex::new(()),
             batcher,
         })
     }
@@ -206,7 +212,17 @@ impl Zendesk {
             if let Some(d) = lock(&self.fields).clone() {
                 return Ok(d);
             }
+            // First load: one request, the others wait for its answer.
+            let _flight = self.fields_flight.lock().await;
+            if let Some(d) = lock(&self.fields).clone() {
+                return Ok(d);
+            }
+            return self.load_field_dir().await;
         }
+        self.load_field_dir().await
+    }
+
+    async fn load_field_dir(&self) -> Result<Arc<FieldDir>, ApiError> {
         let mut dir = FieldDir::default();
         for v in self
             .list_all("/api/v2/ticket_fields", &[], "ticket_fields")
@@ -514,6 +530,11 @@ impl Zendesk {
 
     async fn user_id(&self, user: &User) -> Result<u64, TargetError> {
         let key = user.email.trim().to_lowercase();
+        if let Some(id) = lock(&self.target_users).get(&key) {
+            return Ok(*id);
+        }
+        let flight = lock(&self.user_flights).entry(key.clone()).or_default().clone();
+        let _flight = flight.lock().await;
         if let Some(id) = lock(&self.target_users).get(&key) {
             return Ok(*id);
         }
