@@ -47,8 +47,9 @@ pub struct ZendeskConfig {
     /// refused before sending.
     #[serde(default = "default_max_attachment")]
     pub max_attachment_bytes: u64,
-    /// Download every uploaded attachment back and hash what the target serves (default true); otherwise the
-    /// hash of the bytes sent is reported.
+    /// Download every uploaded attachment back and hash what the target serves (default true, +1 request per
+    /// attachment); otherwise the size the upload answer reports is checked against the bytes sent and the
+    /// hash of the bytes sent is reported (`verify` still hashes what the target serves).
     #[serde(default = "default_true")]
     pub verify_uploads: bool,
     /// As a target: how long a new ticket waits for others to join it in one `imports/tickets/create_many`
