@@ -49,7 +49,7 @@ const JOB_DEADLINE: Duration = Duration::from_secs(60);
 pub(crate) const SETTLE: Duration = Duration::from_secs(15);
 
 /// Why a ticket's create is in doubt or was not sent; the `source` of its [`TargetError`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum BatchError {
     #[error("the create_many request failed without an answer saying whether it was processed: {0}")]
     AnswerLost(String),
@@ -60,8 +60,9 @@ pub(crate) enum BatchError {
     #[error("polling create_many job {job} failed")]
     Poll {
         job: String,
+        /// Shared: every ticket of the batch reports the same failure.
         #[source]
-        source: ApiError,
+        source: Arc<ApiError>,
     },
     #[error("create_many job {job} refused this ticket: {error}: {details}")]
     ItemFailed { job: String, error: String, details: String },
@@ -215,14 +216,7 @@ async fn send(shared: &Shared, items: Vec<Item>) {
     };
     let finished = match follow_job(client, &id, status.clone()).await {
         Ok(s) => s,
-        Err(why) => {
-            let why = std::sync::Mutex::new(Some(why));
-            // One error value: the first caller gets it, the others a description of it.
-            return answer_all(shared, items, |label| match lock(&why).take() {
-                Some(w) => in_doubt(label, w),
-                None => in_doubt(label, BatchError::NoResult { job: id.clone(), status: "unknown (its polling failed)".into() }),
-            });
-        }
+        Err(why) => return answer_all(shared, items, |label| in_doubt(label, why.clone())),
     };
     let job_state = finished.get("status").and_then(Value::as_str).unwrap_or("").to_string();
     let results = results_by_index(&finished);
@@ -291,13 +285,13 @@ async fn follow_job(client: &ZendeskClient, id: &str, mut status: Value) -> Resu
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(POLL_MAX);
-        let v = client.get_json(&context, &url).await.map_err(|source| BatchError::Poll { job: id.to_string(), source })?;
+        let v = client.get_json(&context, &url).await.map_err(|e| BatchError::Poll { job: id.to_string(), source: Arc::new(e) })?;
         match v.get("job_status").filter(|s| s.is_object()) {
             Some(s) => status = s.clone(),
             None => {
                 return Err(BatchError::Poll {
                     job: id.to_string(),
-                    source: ApiError::Malformed { record: context.clone(), cause: "no job_status in the answer".into() },
+                    source: Arc::new(ApiError::Malformed { record: context.clone(), cause: "no job_status in the answer".into() }),
                 })
             }
         }
