@@ -278,7 +278,9 @@ pub async fn run_with(engine: &Engine, rc: &RunnerConfig, kind: RunKind) -> Opti
 fn dummy_engine_placeholder() -> Engine {
     // Replaced right away in `Harness::start`; built from in-memory parts so it never touches a network.
     let state = Arc::new(deltadesk_local::SqliteState::in_memory().expect("mem"));
-    let tmp = std::env::temp_dir().join(format!("dd-placeholder-{}", std::process::id()));
+    // One directory per placeholder: tests run in parallel threads, and two of them creating one SQLite
+    // queue file at once could answer "database is locked".
+    let tmp = std::env::temp_dir().join(format!("dd-placeholder-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     let q: Arc<dyn Queue> = Arc::new(deltadesk_local::SqliteQueue::open(&tmp.join("q.sqlite"), "x", deltadesk_local::Redrive { max_receives: 5 }).expect("q"));
     let src = build_source(&zendesk("http://127.0.0.1:9", Duration::from_secs(1))).expect("src");
     let tgt = build_target(&zendesk("http://127.0.0.1:9", Duration::from_secs(1))).expect("tgt");

@@ -198,6 +198,24 @@ async fn freshdesk_as_a_target_follows_the_spec() {
         .expect("freshdesk target");
     let tv = setup.validated(&target.base_url(), "target").await;
     let run = Run::new(&zendesk(&source.base_url(), lag), &freshdesk(&tv.url, 100));
+    // One requester with a company already has a contact in the target (added directly, not through
+    // Prism): creating it answers 409 and the connector finds it by email (`GET /contacts?email=`).
+    let snap = source.snapshot();
+    let requesters: std::collections::HashSet<u64> = snap["tickets"].as_array().expect("tickets").iter().filter_map(|t| t["requester_id"].as_u64()).collect();
+    let known = snap["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["role"] == "end-user" && u["organization_id"].is_u64() && requesters.contains(&u["id"].as_u64().unwrap_or(0)))
+        .expect("a requester with an organization");
+    let added = reqwest::Client::new()
+        .post(format!("{}/api/v2/contacts", target.base_url()))
+        .basic_auth(KEY, Some("X"))
+        .json(&json!({"email": known["email"], "name": known["name"]}))
+        .send()
+        .await
+        .expect("add a contact");
+    assert!(added.status().is_success(), "{}", added.status());
 
     let agents = source.start_live_agents(LiveAgentConfig { seed: 8, actions_per_second: 4.0, max_attachment_bytes: 8 * 1024 });
     run.full().await;
