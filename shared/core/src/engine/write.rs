@@ -129,7 +129,9 @@ async fn write_locked(engine: &Engine, ticket_id: &TicketId, snapshot_key: Optio
                 return Err(e);
             }
             adds.push((counter::COMMENTS, ticket.comments.len() as i64));
-            outcome = counter::CREATED;
+            // The save above already recorded this version: no second write (each is a billed request on
+            // DynamoDB).
+            return Ok((counter::CREATED, adds, warnings));
         }
         Some(target_id) => {
             if map.append_in_doubt {
