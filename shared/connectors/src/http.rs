@@ -347,6 +347,19 @@ impl Pacer {
         tokio::time::sleep_until(at).await;
     }
 
+    /// Waits until a request sent now would leave at once (without taking the turn): a batch that waits
+    /// here keeps collecting members instead of queueing a half-full request behind others.
+    pub(crate) async fn until_free(&self) {
+        let at = *self.next.lock().await;
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// Whether a request to `url` counts against the help desk's API rate limit: its API paths do;
+    /// attachment downloads (`/attachments/…`, storage links) do not, and are not paced.
+    pub(crate) fn paces(url: &reqwest::Url) -> bool {
+        url.path().starts_with("/api/")
+    }
+
     /// After a 429: nobody sends before `after` has passed.
     pub(crate) async fn hold(&self, after: Duration) {
         let mut next = self.next.lock().await;
@@ -373,6 +386,8 @@ mod pacer_tests {
         let t1 = tokio::time::Instant::now();
         p.wait().await;
         assert!(t1.elapsed() >= Duration::from_secs(2), "a 429's Retry-After holds the next request");
+        assert!(Pacer::paces(&reqwest::Url::parse("https://acme.zendesk.com/api/v2/tickets").unwrap()));
+        assert!(!Pacer::paces(&reqwest::Url::parse("https://acme.zendesk.com/attachments/token/abc/?name=a.png").unwrap()), "downloads are not API requests");
         let unpaced = Pacer::new(None);
         let t2 = tokio::time::Instant::now();
         unpaced.wait().await;

@@ -198,7 +198,7 @@ impl FreshdeskClient {
     {
         let mut retry: u32 = 0;
         loop {
-            if self.same_origin(url) {
+            if self.same_origin(url) && http::Pacer::paces(url) {
                 self.pacer.wait().await;
             }
             let rb = build(self.request(method.clone(), url));

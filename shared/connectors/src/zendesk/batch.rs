@@ -128,6 +128,9 @@ impl CreateBatcher {
                 let shared = self.0.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(shared.linger).await;
+                    // Under pacing the request could not leave before its turn anyway: creates arriving until
+                    // then join this batch instead of queueing their own (each batch also costs a job poll).
+                    shared.client.until_paced_turn().await;
                     let items = {
                         let mut st = lock(&shared.state);
                         match &st.forming {

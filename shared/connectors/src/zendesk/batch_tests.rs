@@ -149,6 +149,10 @@ fn fake(st: Arc<Fake>) -> Router {
 }
 
 async fn account(end: JobEnd, linger_ms: u64) -> (Arc<Fake>, Arc<Zendesk>) {
+    account_paced(end, linger_ms, None).await
+}
+
+async fn account_paced(end: JobEnd, linger_ms: u64, requests_per_minute: Option<u32>) -> (Arc<Fake>, Arc<Zendesk>) {
     let st = Arc::new(Fake {
         end,
         batches: Mutex::default(),
@@ -169,6 +173,7 @@ async fn account(end: JobEnd, linger_ms: u64) -> (Arc<Fake>, Arc<Zendesk>) {
     let mut cfg = ZendeskConfig::new(format!("http://{addr}"));
     cfg.create_batch_linger_ms = linger_ms;
     cfg.timeout_secs = 5;
+    cfg.requests_per_minute = requests_per_minute;
     (st, Arc::new(Zendesk::with_token(cfg, None).unwrap()))
 }
 
@@ -228,6 +233,31 @@ async fn concurrent_creates_share_one_create_many_job_and_each_gets_its_own_id()
     let sent: Vec<&str> = batches[0].1.iter().map(|t| t["external_id"].as_str().unwrap()).collect();
     assert_eq!(sent.len(), 5);
     assert!(batches[0].1.iter().all(|t| t["comments"].is_array()));
+}
+
+/// Under pacing a batch cannot leave before its turn anyway, so creates that arrive while it waits for
+/// the turn join it rather than queueing batches of their own (each batch also costs a job poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_pacing_creates_arriving_before_the_batchs_turn_join_it() {
+    // One request per 400 ms; the linger (20 ms) is far shorter.
+    let (st, zd) = account_paced(JobEnd::Completed, 20, Some(150)).await;
+    // Warm the user and field caches with one create, so the next ones go straight to the batcher.
+    zd.create_ticket("dd:m:warm", &ticket(99), &[]).await.expect("warm-up create");
+    st.batches.lock().unwrap().clear();
+    let refs = refs(6);
+    let calls = refs.iter().enumerate().map(|(n, r)| {
+        let (zd, r) = (zd.clone(), r.clone());
+        tokio::spawn(async move {
+            // One new create every 100 ms, as tickets come off a paced pipeline.
+            tokio::time::sleep(Duration::from_millis(100 * n as u64)).await;
+            zd.create_ticket(&r, &ticket(n), &[]).await
+        })
+    });
+    let out: Vec<_> = futures::future::join_all(calls).await.into_iter().map(|j| j.unwrap()).collect();
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    let sizes: Vec<usize> = st.batches.lock().unwrap().iter().map(|(_, b)| b.len()).collect();
+    assert!(sizes.len() <= 3, "six creates 100 ms apart under 400 ms pacing went out as {sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,11 @@ impl ZendeskClient {
         })
     }
 
+    /// Waits until a paced request sent now would leave at once (see [`http::Pacer::until_free`]).
+    pub(crate) async fn until_paced_turn(&self) {
+        self.pacer.until_free().await;
+    }
+
     /// The account's clock, as the `Date` headers of its answers tell it.
     pub(crate) fn clock(&self) -> &http::ServerClock {
         &self.clock
@@ -164,7 +169,7 @@ impl ZendeskClient {
     {
         let mut retry: u32 = 0;
         loop {
-            if self.same_origin(url) {
+            if self.same_origin(url) && http::Pacer::paces(url) {
                 self.pacer.wait().await;
             }
             let rb = build(self.request(method.clone(), url));
