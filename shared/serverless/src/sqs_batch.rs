@@ -36,22 +36,23 @@ pub async fn handle_sqs_event(ctx: &Context, queue: &dyn Queue, event: SqsEvent)
                 Ok(engine) => handle_message(&engine, &body, receive_count).await,
             },
         };
-        // A deferral is a fresh delayed copy plus the original's deletion (reported as done); if the copy
-        // cannot be sent, the original is retried after the same wait instead.
-        let disposition = match disposition {
+        // Done (delete it) or not (fail it, to come back after a wait). A deferral is a fresh delayed copy
+        // plus the original's deletion; if the copy cannot be sent, the original is retried after the same
+        // wait instead.
+        let settled: Result<String, (Duration, String)> = match disposition {
+            Disposition::Ack(what) => Ok(what),
+            Disposition::Retry { after, error } => Err((after, error)),
             Disposition::Defer { after, body, reason } => match queue.send(&body, after).await {
-                Ok(()) => Disposition::Ack(format!("deferred by {} ms: {reason}", after.as_millis())),
-                Err(e) => Disposition::Retry { after, error: format!("{reason}; deferring it: {e}") },
+                Ok(()) => Ok(format!("deferred by {} ms: {reason}", after.as_millis())),
+                Err(e) => Err((after, format!("{reason}; deferring it: {e}"))),
             },
-            d => d,
         };
-        match disposition {
-            Disposition::Defer { .. } => unreachable!("turned into an ack or a retry above"),
-            Disposition::Ack(what) => {
+        match settled {
+            Ok(what) => {
                 tracing::debug!(message_id = %id, what = %what, "done");
                 outcome.done += 1;
             }
-            Disposition::Retry { after, error } => {
+            Err((after, error)) => {
                 tracing::warn!(message_id = %id, error = %error, "will retry");
                 if let Some(receipt) = record.receipt_handle.as_deref() {
                     let _ = queue.change_visibility(receipt, after).await;

@@ -38,6 +38,9 @@ use crate::registry::ConfigError;
 use client::{multipart, Replay};
 use mapping::{FdAgent, FdCompany, FdContact, FdConversation, FdField, FdGroup, FdTicket, ListCursor, MappingError, ReadAs, TargetRefs};
 
+/// The target's agents by lower-case email, and when they were listed.
+type AgentDir = (std::time::Instant, Arc<HashMap<String, u64>>);
+
 /// How long the target's agent listing is trusted before it is read again.
 const AGENTS_TTL: Duration = Duration::from_secs(300);
 
@@ -109,7 +112,7 @@ pub struct Freshdesk {
     target_users: Mutex<HashMap<String, (u64, bool)>>,
     /// The target's agents by email (lower case), listed once: per-user agent look-ups cost one request
     /// of the rate-limit budget per requester.
-    target_agents: tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<String, u64>>)>>,
+    target_agents: tokio::sync::Mutex<Option<AgentDir>>,
     /// Creating one person, or reading the field list, happens once even when several workers need it at
     /// the same moment (otherwise each spends a request, and all but one collect a 409): striped by email.
     user_create: [tokio::sync::Mutex<()>; 16],
@@ -258,10 +261,7 @@ impl Freshdesk {
             let c: FdCompany = mapping::parse(&format!("freshdesk company {}", mapping::id_of(&v)), &v)?;
             voc.organizations.push(OrgDef { name: c.name, domains: c.domains });
         }
-        for v in self.list_all("/api/v2/agents").await? {
-            let a: FdAgent = mapping::parse(&format!("freshdesk agent {}", mapping::id_of(&v)), &v)?;
-            voc.agents.extend(a.contact.email);
-        }
+        voc.agents = self.agents().await?.into_iter().filter_map(|a| a.contact.email).collect();
         let context = "GET ticket_fields";
         let v = self.client.get_json(context, &self.url("/api/v2/ticket_fields", &[])).await?;
         for raw in v.as_array().ok_or_else(|| malformed(context, "not an array"))? {
@@ -540,6 +540,11 @@ impl Freshdesk {
         Ok((id, false))
     }
 
+    /// Every agent of the account (the paged `GET /agents` listing), each checked against its shape.
+    async fn agents(&self) -> Result<Vec<FdAgent>, ApiError> {
+        self.list_all("/api/v2/agents").await?.iter().map(|v| Ok(mapping::parse(&format!("freshdesk agent {}", mapping::id_of(v)), v)?)).collect()
+    }
+
     /// The target agent with this (lower-case) email, from the agent listing: read once, again after
     /// [`AGENTS_TTL`] (agents added during a long migration), or at once with `refresh` (an address turned
     /// out to be taken by someone the listing did not have).
@@ -547,13 +552,7 @@ impl Freshdesk {
         let mut dir = self.target_agents.lock().await;
         let stale = dir.as_ref().is_none_or(|(at, _)| at.elapsed() > AGENTS_TTL);
         if refresh || stale {
-            let mut by_email = HashMap::new();
-            for v in self.list_all("/api/v2/agents").await? {
-                let a: FdAgent = mapping::parse(&format!("freshdesk agent {}", mapping::id_of(&v)), &v)?;
-                if let Some(e) = a.contact.email {
-                    by_email.insert(e.trim().to_lowercase(), a.id);
-                }
-            }
+            let by_email = self.agents().await?.into_iter().filter_map(|a| Some((a.contact.email?.trim().to_lowercase(), a.id))).collect();
             *dir = Some((std::time::Instant::now(), Arc::new(by_email)));
         }
         Ok(dir.as_ref().and_then(|(_, d)| d.get(key).copied()))
